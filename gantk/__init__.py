@@ -1,0 +1,62 @@
+"""gantk: GAN training dynamics through the Neural Tangent Kernel, in JAX.
+
+Reproduces and extends the infinite-width analysis of Franceschi et al., *A Neural Tangent
+Kernel Perspective of GANs* (ICML 2022).
+
+Main entry points:
+
+- :mod:`gantk.stax`: NT-compatible infinite-width layers ``(init_fn, apply_fn, kernel_fn)``.
+- :mod:`gantk.losses`: GAN losses as ``(a, b, c)`` triples.
+- :func:`gantk.discriminator`: the function-space discriminator ``f_tau`` and its
+  particle velocity.
+- :mod:`gantk.flows`: particle flows and generator training.
+- :mod:`gantk.nets`: finite-width flax twins and :func:`gantk.empirical_ntk`.
+- :mod:`gantk.data`, :mod:`gantk.metrics`, :mod:`gantk.plot`: datasets, metrics, figures.
+
+Note: ``gantk.discriminator`` is the *function*; its module is reachable as
+``sys.modules["gantk.discriminator"]`` or via ``from gantk.discriminator import ...``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "architectures",
+    "data",
+    "flows",
+    "losses",
+    "metrics",
+    "nets",
+    "plot",
+    "stax",
+)
+_ATTRS = {
+    "discriminator": ("gantk.discriminator", "discriminator"),
+    "Discriminator": ("gantk.discriminator", "Discriminator"),
+    "empirical_ntk": ("gantk.nets", "empirical_ntk"),
+    "MLPSpec": ("gantk.architectures", "MLPSpec"),
+}
+
+__all__ = [*_SUBMODULES, *_ATTRS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import submodules and top-level names lazily (keeps ``import gantk`` fast)."""
+    if name in _ATTRS:
+        module, attr = _ATTRS[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"gantk.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'gantk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

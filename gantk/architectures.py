@@ -1,0 +1,201 @@
+"""One description of a discriminator MLP, shared by the infinite-width kernel and the flax net.
+
+An :class:`MLPSpec` says *what* network is meant (activation, depth, ``W_std``, ``b_std``,
+parameterization, width). :meth:`MLPSpec.stax` turns it into the NT-compatible
+``(init_fn, apply_fn, kernel_fn)`` triple of :mod:`gantk.stax`, and
+:func:`gantk.nets.mlp_from_spec` turns the very same spec into a finite-width flax module,
+so a user never describes a network twice.
+
+The layout follows GAN(TK)² (Franceschi et al., ICML 2022, ``models/mlp.py``)::
+
+    Dense(width, W_std, b_std) -> [act -> Dense(width, W_std, b_std)] * (depth - 1)
+                               -> act -> Dense(1, out_W_std, out_b_std)
+
+i.e. ``depth`` activations; the read-out layer has no bias by default. The named kernels of
+:data:`KERNELS` are the GAN(TK)² ``arch_config`` entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from gantk._validate import check_choice, check_nonneg, check_positive_int
+
+__all__ = ["ACTIVATIONS", "KERNELS", "MLPSpec", "get_spec", "kernel_from_name"]
+
+#: Activations an :class:`MLPSpec` may use, with their default parameters (NT's defaults).
+ACTIVATIONS: dict[str, dict[str, float]] = {
+    "relu": {},
+    "leaky_relu": {"alpha": 0.2},
+    "abs": {},
+    "abrelu": {"a": 0.0, "b": 1.0},
+    "erf": {"a": 1.0, "b": 1.0, "c": 0.0},
+    "gelu": {},
+    "sin": {"a": 1.0, "b": 1.0, "c": 0.0},
+    "rbf": {"gamma": 1.0},
+    "identity": {},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPSpec:
+    """Architecture of a scalar-output MLP discriminator, shared by stax and flax.
+
+    Attributes:
+        activation: one of :data:`ACTIVATIONS`.
+        depth: number of hidden (activation) layers, >= 1.
+        width: hidden width of the finite network (ignored by the infinite-width kernel).
+        W_std: weight standard deviation of the hidden Dense layers.
+        b_std: bias standard deviation of the hidden Dense layers (0 means bias-free).
+        out_W_std: weight std of the read-out layer (defaults to ``W_std``).
+        out_b_std: bias std of the read-out layer (GAN(TK)² uses 0).
+        act_params: activation parameters overriding :data:`ACTIVATIONS` defaults, as a
+            tuple of ``(name, value)`` pairs (hashable, so the spec can be a static arg).
+        parameterization: ``'ntk'`` (weights ``W_std/sqrt(fan_in) * N(0, 1)``) or
+            ``'standard'``.
+        kernel: which infinite-width kernel the discriminator follows: ``'ntk'`` (trained
+            discriminator) or ``'nngp'`` (GAN(TK)²'s ``--nngp`` flag, used for ``rbf``).
+
+    Raises:
+        ValueError: on an unknown activation, parameterization or kernel, a depth or width
+            below 1, or a negative ``W_std``/``b_std``.
+    """
+
+    activation: str = "relu"
+    depth: int = 3
+    width: int = 512
+    W_std: float = 1.0
+    b_std: float = 1.0
+    out_W_std: float | None = None
+    out_b_std: float = 0.0
+    act_params: tuple[tuple[str, float], ...] = ()
+    parameterization: str = "ntk"
+    kernel: str = "ntk"
+
+    def __post_init__(self) -> None:
+        check_choice(self.activation, "activation", ACTIVATIONS)
+        check_positive_int(self.depth, "depth")
+        check_positive_int(self.width, "width")
+        check_nonneg(self.W_std, "W_std")
+        check_nonneg(self.b_std, "b_std")
+        if self.out_W_std is not None:
+            check_nonneg(self.out_W_std, "out_W_std")
+        check_nonneg(self.out_b_std, "out_b_std")
+        check_choice(self.parameterization, "parameterization", ("ntk", "standard"))
+        check_choice(self.kernel, "kernel", ("ntk", "nngp"))
+        unknown = set(dict(self.act_params)) - set(ACTIVATIONS[self.activation])
+        if unknown:
+            raise ValueError(
+                f"`act_params` for activation {self.activation!r} accepts "
+                f"{sorted(ACTIVATIONS[self.activation])}; got unknown {sorted(unknown)}."
+            )
+
+    @property
+    def activation_params(self) -> dict[str, float]:
+        """Activation parameters: NT defaults updated with :attr:`act_params`."""
+        return {**ACTIVATIONS[self.activation], **dict(self.act_params)}
+
+    @property
+    def readout_W_std(self) -> float:
+        """Weight std of the read-out layer."""
+        return self.W_std if self.out_W_std is None else self.out_W_std
+
+    def replace(self, **changes: Any) -> MLPSpec:
+        """Return a copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def stax_activation(self) -> tuple[Callable, Callable, Callable]:
+        """The :mod:`gantk.stax` layer of this spec's activation."""
+        from gantk import stax
+
+        p = self.activation_params
+        layers = {
+            "relu": lambda: stax.Relu(),
+            "leaky_relu": lambda: stax.LeakyRelu(p["alpha"]),
+            "abs": lambda: stax.Abs(),
+            "abrelu": lambda: stax.ABRelu(p["a"], p["b"]),
+            "erf": lambda: stax.Erf(p["a"], p["b"], p["c"]),
+            "gelu": lambda: stax.Gelu(),
+            "sin": lambda: stax.Sin(p["a"], p["b"], p["c"]),
+            "rbf": lambda: stax.Rbf(p["gamma"]),
+            "identity": lambda: stax.Identity(),
+        }
+        return layers[self.activation]()
+
+    def stax(self) -> tuple[Callable, Callable, Callable]:
+        """Build the NT-compatible ``(init_fn, apply_fn, kernel_fn)`` triple of this MLP."""
+        from gantk import stax
+
+        dense = dict(W_std=self.W_std, b_std=self.b_std, parameterization=self.parameterization)
+        layers = [stax.Dense(self.width, **dense)]
+        for _ in range(self.depth - 1):
+            layers += [self.stax_activation(), stax.Dense(self.width, **dense)]
+        layers += [
+            self.stax_activation(),
+            stax.Dense(
+                1,
+                W_std=self.readout_W_std,
+                b_std=self.out_b_std,
+                parameterization=self.parameterization,
+            ),
+        ]
+        return stax.serial(*layers)
+
+    def kernel_fn(self) -> Callable:
+        """The infinite-width ``kernel_fn(x1, x2=None, get=None)`` of this MLP."""
+        return self.stax()[2]
+
+    def k(self) -> Callable:
+        """Plain kernel ``k(x1, x2) -> (n1, n2)``: the NTK, or the NNGP if ``kernel='nngp'``."""
+        from gantk import stax
+
+        kfn = self.kernel_fn()
+        return stax.ntk(kfn) if self.kernel == "ntk" else stax.nngp(kfn)
+
+
+#: GAN(TK)²'s named discriminator architectures (``args/exp_configs.py``), by CLI name.
+KERNELS: dict[str, MLPSpec] = {
+    "relu": MLPSpec("relu", depth=3, b_std=1.0),
+    "relu-nobias": MLPSpec("relu", depth=3, b_std=0.0),
+    "relu-highbias": MLPSpec("relu", depth=3, b_std=4.0),
+    "erf": MLPSpec("erf", depth=3, b_std=1.0),
+    "gelu": MLPSpec("gelu", depth=3, b_std=1.0),
+    "leaky-relu": MLPSpec("leaky_relu", depth=3, b_std=1.0),
+    "abs": MLPSpec("abs", depth=3, b_std=1.0),
+    # GAN(TK)² 'rbf': one hidden layer, Rbf(gamma=0.5), no bias, NNGP. For d-dimensional
+    # input this is k(x, y) = exp(-||x - y||^2 / (2 d)) times W_std^2.
+    "rbf": MLPSpec("rbf", depth=1, b_std=0.0, act_params=(("gamma", 0.5),), kernel="nngp"),
+}
+
+
+def get_spec(
+    name: str,
+    *,
+    depth: int | None = None,
+    W_std: float | None = None,
+    b_std: float | None = None,
+    width: int | None = None,
+) -> MLPSpec:
+    """Return the named architecture of :data:`KERNELS`, with optional overrides.
+
+    Args:
+        name: one of :data:`KERNELS` (``'relu'``, ``'relu-nobias'``, ``'rbf'``, ...).
+        depth, W_std, b_std, width: replace the preset's value when not None.
+
+    Raises:
+        ValueError: on an unknown name or an invalid override.
+    """
+    check_choice(name, "kernel", KERNELS)
+    changes = {
+        k: v
+        for k, v in dict(depth=depth, W_std=W_std, b_std=b_std, width=width).items()
+        if v is not None
+    }
+    return KERNELS[name].replace(**changes)
+
+
+def kernel_from_name(name: str, **overrides: Any) -> Callable:
+    """Plain ``k(x1, x2) -> (n1, n2)`` of the named architecture (see :func:`get_spec`)."""
+    return get_spec(name, **overrides).k()
