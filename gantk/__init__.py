@@ -32,6 +32,7 @@ _SUBMODULES = (
     "metrics",
     "nets",
     "plot",
+    "sharding",
     "stax",
 )
 _ATTRS = {

@@ -71,7 +71,8 @@ def as_points(
         try:
             x = np.asarray(x)
         except Exception as err:  # pragma: no cover - exotic input
-            raise ValueError(f"`{name}` must be an array of shape (n, d); got {_describe(x)}.") from err
+            msg = f"`{name}` must be an array of shape (n, d); got {_describe(x)}."
+            raise ValueError(msg) from err
     if x.ndim != 2:
         raise ValueError(
             f"`{name}` must have rank 2 with shape (n, d); got {_describe(x)} (rank {x.ndim})."

@@ -1,0 +1,142 @@
+"""The CLI `python -m gantk.run`: outputs, exit codes, no-overwrite, resume, divergence."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gantk import run as grun
+
+SMALL = ["--n-particles", "40", "--steps", "20", "--log-every", "10", "--no-progress",
+         "--metrics", "energy,mmd"]
+
+
+def _main(args, capsys=None):
+    code = grun.main(args)
+    return code
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--loss", "wgan"], "--loss: invalid choice 'wgan' (choose from ipm, lsgan"),
+        (["--kernel", "tanh"], "--kernel: invalid choice"),
+        (["--steps", "0"], "--steps: expected a positive integer"),
+        (["--eta", "-1"], "--eta"),
+        (["--time", "0"], "--time"),
+        (["--time", "inf", "--loss", "ipm"], "--time"),
+        (["--width", "0"], "--width"),
+        (["--n-particles", "-3"], "--n-particles"),
+        (["--preset", "nope"], "--preset: invalid choice"),
+        (["--data", "nosuchdata"], "nosuchdata"),
+        (["--data", "image:/does/not/exist.png"], "exist.png"),
+        (["--metrics", "sinkhorn,fid"], "--metrics: invalid choice 'fid'"),
+        (["--devices", "64"], "--devices"),
+        (["--steps", "abc"], "--steps"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, needle):
+    code = grun.main([*args, "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_cli_subprocess_bad_argument_exit_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gantk.run", "--loss", "bogus", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "invalid choice" in proc.stderr
+
+
+def test_run_writes_all_outputs(tmp_path, capsys):
+    code = grun.main([*SMALL, "--out", str(tmp_path), "--name", "r", "--metrics",
+                      "sinkhorn,energy,mmd"])
+    assert code == 0
+    d = tmp_path / "r"
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["loss"] == "ipm" and cfg["kernel"] == "relu" and cfg["n_particles"] == 40
+    rows = list(csv.DictReader(open(d / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 10, 20]
+    assert set(grun.CSV_FIELDS) <= set(rows[0])
+    assert float(rows[-1]["energy"]) < float(rows[0]["energy"])  # the flow makes progress
+    for s in (0, 10, 20):
+        z = np.load(d / f"particles_{s}.npz")
+        assert z["fake"].shape == (40, 2) and z["real"].shape == (40, 2)
+    assert (d / "figures" / "metrics.png").stat().st_size > 1000
+    assert (d / "figures" / "step_0.png").exists() and (d / "figures" / "step_20.png").exists()
+    assert (d / "flow.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_done"] == 20
+    out = capsys.readouterr().out
+    assert "completed: 20/20 steps" in out and "energy" in out
+    # no overwrite without --overwrite, and the existing run is untouched
+    before = (d / "metrics.csv").read_bytes()
+    assert grun.main([*SMALL, "--out", str(tmp_path), "--name", "r"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (d / "metrics.csv").read_bytes() == before
+    assert grun.main([*SMALL, "--out", str(tmp_path), "--name", "r", "--overwrite",
+                      "--no-figures"]) == 0
+
+
+def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
+    args = ["--n-particles", "30", "--steps", "40", "--log-every", "10", "--no-progress",
+            "--metrics", "energy", "--no-figures", "--out", str(tmp_path)]
+    assert grun.main([*args, "--name", "full"]) == 0
+
+    orig_log = grun._Run.log
+
+    def interrupting_log(self, state, step, gen_loss):
+        orig_log(self, state, step, gen_loss)
+        if step == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(grun._Run, "log", interrupting_log)
+    assert grun.main([*args, "--name", "cut"]) == 130
+    monkeypatch.setattr(grun._Run, "log", orig_log)
+    ck = np.load(tmp_path / "cut" / "checkpoint.npz")
+    assert int(ck["step"]) == 20
+    assert not (tmp_path / "cut" / "particles_30.npz").exists()
+    assert grun.main(["--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    a = np.load(tmp_path / "full" / "particles_40.npz")["fake"]
+    b = np.load(tmp_path / "cut" / "particles_40.npz")["fake"]
+    assert np.array_equal(a, b)
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 10, 20, 30, 40]
+    # resume may not change the configuration
+    assert grun.main(["--resume", str(tmp_path / "cut"), "--loss", "lsgan"]) == 2
+
+
+def test_divergence_exits_1_and_keeps_last_finite_state(tmp_path, capsys):
+    code = grun.main(["--n-particles", "20", "--steps", "30", "--log-every", "10",
+                      "--eta", "1e37", "--no-progress", "--metrics", "energy", "--no-figures",
+                      "--out", str(tmp_path), "--name", "div"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "step" in err
+    summary = json.loads((tmp_path / "div" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    step = summary["steps_done"]
+    z = np.load(tmp_path / "div" / f"particles_{step}.npz")
+    assert np.all(np.isfinite(z["fake"]))
+
+
+def test_preset_resolution():
+    p = grun.build_parser()
+    cfg = grun.resolve_config(p.parse_args(["--preset", "inf_lsgan-relu_nobias-eight_gaussians"]))
+    assert (cfg.loss, cfg.kernel, cfg.eta, cfg.time, cfg.width) == (
+        "lsgan", "relu-nobias", 1000.0, 1.0, "inf")
+    cfg = grun.resolve_config(p.parse_args(["--preset", "ipm_reset-relu-eight_gaussians",
+                                            "--eta", "10"]))
+    assert cfg.reset and cfg.width == "128" and cfg.discr_lr == 0.1 and cfg.eta == 10.0
+    cfg = grun.resolve_config(p.parse_args(["--preset", "inf_ipm-relu-digits"]))
+    assert cfg.data == "digits" and cfg.n_particles == 1024 and cfg.time == 1000.0
