@@ -1,0 +1,1 @@
+"""gantk benchmarks (run ``python -m benchmarks``; see ``benchmarks/run.py``)."""
