@@ -44,6 +44,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jaxtyping import Array, Float
@@ -54,6 +55,7 @@ from gantk._validate import (
     check_nonneg,
     check_positive,
     check_positive_int,
+    is_concrete,
 )
 from gantk.architectures import MLPSpec
 
@@ -152,6 +154,20 @@ class _Dense(nn.Module):
             bias = self.param("bias", b_init, (self.features,), x.dtype)
             y = y + (self.b_std * bias if ntk else bias)
         return y
+
+
+def _as_points(x: Any, name: str, **kwargs: Any) -> Array:
+    """:func:`as_points`, with the finiteness check done on the host.
+
+    A concrete array closed over inside ``jit`` is not a tracer, but a ``jnp`` reduction on
+    it would be staged out; checking with numpy works in both cases (tracers: skipped).
+    """
+    arr = as_points(x, name, check_finite=False, **kwargs)
+    if is_concrete(arr):
+        bad = int(np.sum(~np.isfinite(np.asarray(arr))))
+        if bad:
+            raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
+    return arr
 
 
 def _as_float_input(x: Array) -> Array:
@@ -344,8 +360,8 @@ def empirical_ntk(
     contract_jit = jax.jit(contract)
 
     def ntk_fn(x1: Array, x2: Array | None, params: Params) -> Array:
-        x1 = as_points(x1, "x1")
-        x2 = x1 if x2 is None else as_points(x2, "x2", dim=x1.shape[1], dim_name="x1")
+        x1 = _as_points(x1, "x1")
+        x2 = x1 if x2 is None else _as_points(x2, "x2", dim=x1.shape[1], dim_name="x1")
         _check_scalar_output(jax.eval_shape(apply_fn, params, x1), x1.shape[0])
         return contract_jit(x1, x2, params)
 
@@ -550,7 +566,7 @@ class FiniteDiscriminator:
         return _input_dim(self.params, self.antisymmetric)
 
     def _points(self, points: Array) -> Array:
-        return as_points(points, "points", dim=self.dim, dim_name="the training data")
+        return _as_points(points, "points", dim=self.dim, dim_name="the training data")
 
     def _apply(self, x: Array) -> Array:
         return discriminator_apply(self.spec, antisymmetric=self.antisymmetric)(self.params, x)
@@ -649,8 +665,8 @@ def fit_finite_discriminator(
     loss = _resolve_loss(loss)
     anti = _check_params(params, spec, antisymmetric)
     d = _input_dim(params, anti)
-    fake = as_points(fake, "fake", dim=d, dim_name="params (discriminator input)")
-    real = as_points(real, "real", dim=d, dim_name="fake")
+    fake = _as_points(fake, "fake", dim=d, dim_name="params (discriminator input)")
+    real = _as_points(real, "real", dim=d, dim_name="fake")
     check_positive(lr, "lr")
     if steps is None:
         check_nonneg(time, "time")
