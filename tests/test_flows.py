@@ -135,16 +135,22 @@ def test_ipm_flow_decreases_mmd_and_is_deterministic():
     def mmd2(a, b):
         return jnp.mean(_rbf(a, a)) + jnp.mean(_rbf(b, b)) - 2 * jnp.mean(_rbf(a, b))
 
-    kw = dict(loss="ipm", kernel=_rbf, time=1.0, eta=40.0, n_steps=200, chunk_size=50,
+    seen = [float(mmd2(x, y))]
+
+    def record(state, done, losses):
+        seen.append(float(mmd2(state.fake, y)))
+
+    kw = dict(loss="ipm", kernel=_rbf, time=1.0, eta=40.0, n_steps=200, chunk_size=25,
               progress=False)
-    res = flows.particle_flow(x, y, **kw)
+    res = flows.particle_flow(x, y, on_chunk=record, **kw)
     res2 = flows.particle_flow(x, y, **kw)
     assert np.array_equal(np.asarray(res.state.fake), np.asarray(res2.state.fake))
-    m0, m1 = float(mmd2(x, y)), float(mmd2(res.state.fake, y))
-    assert m1 < 0.05 * m0, (m0, m1)
-    # MMD flow: generator loss (= -tau * <witness>) increases monotonically toward 0
-    g = np.asarray(res.gen_loss)
-    assert np.all(np.diff(g) > -1e-9) and g[-1] > g[0]
+    # MMD^2 is the Lyapunov function of the MMD flow: it decreases at every chunk boundary
+    assert np.all(np.diff(seen) < 0), seen
+    assert seen[-1] < 0.1 * seen[0], seen
+    # first recorded generator loss: mean c(f) = -tau (mean k(x, y) - mean k(x, x'))
+    g0 = -(jnp.mean(_rbf(x, y)) - jnp.mean(_rbf(x, x)))
+    np.testing.assert_allclose(res.gen_loss[0], g0, rtol=1e-10)
     assert math.isfinite(res.wall_time)
 
 
