@@ -180,25 +180,28 @@ def _dphi_dtau(lam, tau):
 
 
 @jax.custom_jvp
-def phi_matrix(a: jax.Array, tau: jax.Array, rcond: jax.Array) -> jax.Array:
-    """``phi(A)`` for a symmetric ``A`` (N, N) by eigendecomposition (see :func:`phi`).
+def phi_apply(a: jax.Array, b: jax.Array, tau: jax.Array, rcond: jax.Array) -> jax.Array:
+    """``phi(A) b`` for a symmetric ``A`` (N, N) and ``b`` (N,) by eigendecomposition.
 
-    ``rcond`` is the relative eigenvalue cutoff used when ``tau = inf``. The JVP uses
-    divided differences of ``phi`` (Daleckii–Krein), finite for repeated eigenvalues.
+    ``phi`` is :func:`phi`; ``rcond`` is the relative eigenvalue cutoff used when
+    ``tau = inf``. The JVP in ``A`` uses divided differences of ``phi`` (Daleckii–Krein),
+    finite for repeated eigenvalues.
     """
     lam, u = jnp.linalg.eigh(a)
     cutoff = rcond * jnp.max(jnp.abs(lam))
-    return (u * phi(lam, tau, cutoff)) @ u.T
+    return jnp.dot(u, phi(lam, tau, cutoff) * jnp.dot(u.T, b, precision=HIGHEST),
+                   precision=HIGHEST)  # fmt: skip
 
 
-@phi_matrix.defjvp
-def _phi_matrix_jvp(primals, tangents):
-    a, tau, rcond = primals
-    da, dtau, _ = tangents
+@phi_apply.defjvp
+def _phi_apply_jvp(primals, tangents):
+    a, b, tau, rcond = primals
+    da, db, dtau, _ = tangents
     lam, u = jnp.linalg.eigh(a)
     cutoff = rcond * jnp.max(jnp.abs(lam))
     p = phi(lam, tau, cutoff)
-    out = (u * p) @ u.T
+    c = jnp.dot(u.T, b, precision=HIGHEST)
+    out = jnp.dot(u, p * c, precision=HIGHEST)
     # Divided differences Phi_ij = (p_i - p_j) / (l_i - l_j), phi' at the midpoint if close.
     li, lj = lam[:, None], lam[None, :]
     diff = li - lj
@@ -208,9 +211,9 @@ def _phi_matrix_jvp(primals, tangents):
     dd = jnp.where(close, 0.0, (p[:, None] - p[None, :]) / jnp.where(close, 1.0, diff))
     dd = jnp.where(close, _dphi_dlam(0.5 * (li + lj), tau, cutoff), dd)
     da = 0.5 * (da + da.T)
-    dout = u @ (dd * (u.T @ da @ u)) @ u.T
-    dout = dout + (u * (_dphi_dtau(lam, tau) * dtau)) @ u.T
-    return out, dout
+    dc = jnp.dot(dd * (u.T @ da @ u), c, precision=HIGHEST)  # d phi(A) in the eigenbasis
+    dc = dc + _dphi_dtau(lam, tau) * dtau * c + p * jnp.dot(u.T, db, precision=HIGHEST)
+    return out, jnp.dot(u, dc, precision=HIGHEST)
 
 
 # --------------------------------------------------------------------------------------
@@ -249,8 +252,10 @@ def lanczos_matfun(
         rtol: target relative accuracy.
 
     Returns:
-        ``(x, info)`` with ``info = {'iterations', 'residual', 'converged'}`` (residual is
-        the relative-change estimate above).
+        ``(x, info)`` with ``info = {'iterations', 'residual', 'converged', 'exhausted'}``:
+        ``residual`` is the last relative-change estimate (``inf`` if exhausted before the
+        first check); ``exhausted`` says the Krylov space became invariant (``beta ~ 0``),
+        in which case the result is exact up to rounding and ``converged`` is True.
     """
     n = b.shape[0]
     k = int(min(max_iter, n))
@@ -303,7 +308,6 @@ def lanczos_matfun(
             )
             y = coefficients(alphas, betas, cap)
             err = jnp.linalg.norm(y - y_prev) / jnp.maximum(jnp.linalg.norm(y), tiny)
-            err = jnp.where(done, 0.0, err)  # invariant subspace found: exact
             return nxt, basis, alphas, betas, done, anorm, y, err
 
         return lambda state: lax.while_loop(cond, body, state)
@@ -316,7 +320,7 @@ def lanczos_matfun(
         (basis, jnp.zeros(k, dtype), jnp.zeros(k, dtype), jnp.asarray(False), jnp.zeros((), dtype)),
     )
     y = coefficients(alphas, betas, k if k <= 32 else 32)
-    err = jnp.where(done, 0.0, jnp.asarray(jnp.inf, dtype))
+    err = jnp.asarray(jnp.inf, dtype)
     state = (jnp.asarray(first), basis, alphas, betas, done, anorm, y, err)
     caps, cap = [], 32
     while cap < k:
@@ -328,7 +332,7 @@ def lanczos_matfun(
     j, basis, alphas, betas, done, anorm, y, err = state
     x = bnorm * jnp.dot(y, basis[:k], precision=HIGHEST)
     converged = done | (err <= rtol)
-    return x, {"iterations": j, "residual": err, "converged": converged}
+    return x, {"iterations": j, "residual": err, "converged": converged, "exhausted": done}
 
 
 def cg_solve(

@@ -26,7 +26,8 @@ Solvers (``solver=``):
   diffrax.
 
 ``'auto'`` picks ``closed_form`` for IPM losses, ``eigh`` for linear losses with
-``n + m <= EIGH_MAX`` (2048) and ``krylov`` above, and ``ode`` otherwise.
+``n + m <= EIGH_MAX`` (512) and ``krylov`` above (falling back to ``eigh`` on the dense Gram
+matrix if Krylov misses its tolerance), and ``ode`` otherwise.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ __all__ = [
 
 #: Valid values of ``solver``.
 SOLVERS = ("auto", "closed_form", "eigh", "krylov", "ode")
-#: ``solver='auto'`` uses ``eigh`` for linear (LSGAN) losses up to this many train points.
-EIGH_MAX = 2048
+#: ``solver='auto'`` uses ``eigh`` for linear (LSGAN) losses up to this many train points
+#: ``N = n + m`` and ``krylov`` above (measured on CPU, float32, ReLU NTK, tau = 1: krylov
+#: is 3-20x faster from N = 500 on; see ``benchmarks/krylov.py``).
+EIGH_MAX = 512
 #: Krylov/ODE solvers store the dense ``(N, N)`` train Gram matrix up to this ``N = n + m``
 #: (``materialize=None``); above it, each matrix-vector product re-evaluates kernel tiles.
 MATERIALIZE_MAX = 16384
@@ -250,13 +253,15 @@ def _check_time(time: Any, kind: str) -> tuple[jax.Array | float, bool]:
     return time, math.isinf(v)
 
 
-def _resolve_solver(solver: str, loss: _losses.Loss, n_train: int, infinite: bool) -> str:
+def _resolve_solver(
+    solver: str, loss: _losses.Loss, n_train: int, infinite: bool, differentiate: bool
+) -> str:
     check_choice(solver, "solver", SOLVERS)
     if solver == "auto":
         if loss.kind == "ipm":
             return "closed_form"
         if loss.kind == "linear":
-            return "eigh" if n_train <= EIGH_MAX else "krylov"
+            return "eigh" if n_train <= EIGH_MAX or differentiate else "krylov"
         return "ode"
     valid = {
         "closed_form": ("ipm",),
@@ -328,7 +333,9 @@ def discriminator(
         f0: initial discriminator ``f0(points (q, d)) -> (q,)``, or None for ``f_0 = 0``.
         solver: ``'auto'``, ``'closed_form'`` (IPM), ``'eigh'`` / ``'krylov'`` (linear
             losses) or ``'ode'`` (any loss). ``'auto'``: closed form for IPM, ``eigh`` for
-            linear losses with ``n + m <= EIGH_MAX`` (2048), ``krylov`` above, else ``ode``.
+            linear losses with ``n + m <= EIGH_MAX`` (512) or ``differentiate_train``,
+            ``krylov`` above (falling back to ``eigh`` if it misses ``rtol`` while the
+            Gram matrix is materialized; ``D.info['fallback']`` tells), else ``ode``.
         diag_reg: ``eigh``/``krylov`` only: trains with ``K + diag_reg * (tr K / N) I``
             (neural-tangents' convention) instead of ``K``.
         rcond: ``eigh`` with ``tau = inf``: eigenvalues of ``A`` below
@@ -383,7 +390,8 @@ def discriminator(
     fake, real = fake.astype(dtype), real.astype(dtype)
     n, m = fake.shape[0], real.shape[0]
     time, infinite = _check_time(time, loss.kind)
-    solver = _resolve_solver(solver, loss, n + m, infinite)
+    auto = solver == "auto"
+    solver = _resolve_solver(solver, loss, n + m, infinite, bool(differentiate_train))
     if block_size == "auto":
         block_size = DEFAULT_BLOCK_SIZE
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
@@ -418,6 +426,7 @@ def discriminator(
         atol=float(atol), max_steps=None if max_steps is None else int(max_steps),
         ode_solver=ode_solver, dt0=dt0, block=block_size, materialize=bool(materialize),
         differentiate_train=bool(differentiate_train),
+        fallback=auto and solver == "krylov" and bool(materialize),
     )  # fmt: skip
     try:
         hash(tuple(static.values()))
@@ -445,7 +454,7 @@ def discriminator(
 
 def _fit(
     fake, real, time, diag_reg, rcond, *, loss, kernel, f0, solver, infinite, rtol, atol,
-    max_steps, ode_solver, dt0, block, materialize, differentiate_train,
+    max_steps, ode_solver, dt0, block, materialize, differentiate_train, fallback,
 ):  # fmt: skip
     """Solve for ``alpha`` (jitted with the keyword arguments static). Returns (alpha, info)."""
     n, m = fake.shape[0], real.shape[0]
@@ -467,6 +476,7 @@ def _fit(
         return _solve_linear(
             solver, kernel, train, weights, y - f0_train, time, infinite, diag_reg=diag_reg,
             rcond=rcond, rtol=rtol, max_steps=max_steps, block=block, materialize=materialize,
+            fallback=fallback,
         )  # fmt: skip
     return _solve_ode(
         loss, kernel, train, weights, f0_train, time, n, rtol=rtol, atol=atol,
@@ -477,7 +487,7 @@ def _fit(
 
 _FIT_STATIC = (
     "loss", "kernel", "f0", "solver", "infinite", "rtol", "atol", "max_steps", "ode_solver",
-    "dt0", "block", "materialize", "differentiate_train",
+    "dt0", "block", "materialize", "differentiate_train", "fallback",
 )  # fmt: skip
 _fit_jit = jax.jit(_fit, static_argnames=_FIT_STATIC)
 
@@ -501,7 +511,7 @@ def _failure_message(*, loss, solver, infinite, rtol, atol, max_steps, **_):
 
 def _solve_linear(
     solver, kernel, train, weights, target, time, infinite, *, diag_reg, rcond, rtol,
-    max_steps, block, materialize,
+    max_steps, block, materialize, fallback,
 ):  # fmt: skip
     """alpha = W^1/2 phi(A) W^1/2 (y - f0(T)), A = W^1/2 (K + r I) W^1/2."""
     n_train = train.shape[0]
@@ -518,11 +528,12 @@ def _solve_linear(
         diag = jax.vmap(lambda x: kernel(x[None], x[None])[0, 0])(train)
         reg = diag_reg * jnp.sum(diag) / n_train
         k_mv = _linalg.kernel_operator(kernel, train, block, None)
-    if solver == "eigh":
+    def eigh_alpha():
         a = s[:, None] * (k + reg * jnp.eye(n_train, dtype=dtype)) * s[None, :]
-        mat = _linalg.phi_matrix(a, time, jnp.asarray(rcond, dtype))
-        alpha = s * jnp.dot(mat, b, precision=_linalg.HIGHEST)
-        return alpha, {}
+        return s * _linalg.phi_apply(a, b, time, jnp.asarray(rcond, dtype))
+
+    if solver == "eigh":
+        return eigh_alpha(), {}
 
     def matvec(x):
         kx = jnp.dot(k, s * x, precision=_linalg.HIGHEST) if k is not None else k_mv(s * x)
@@ -536,6 +547,11 @@ def _solve_linear(
         z, info = _linalg.lanczos_matfun(
             matvec, b, lambda lam: _linalg.phi(lam, time, 0.0), max_iter=budget, rtol=rtol
         )
+    if fallback:
+        # solver='auto': if Krylov missed rtol, use eigh on the dense K (run only if needed).
+        ok = info["converged"]
+        alpha = jax.lax.cond(ok, lambda: s * z, eigh_alpha)
+        return alpha, {**info, "converged": jnp.asarray(True), "fallback": ~ok}
     return s * z, info
 
 

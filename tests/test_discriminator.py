@@ -225,6 +225,34 @@ def test_lsgan_equals_neural_tangents_mse_at_four_tau():
     np.testing.assert_allclose(D(p), f_test, rtol=1e-7, atol=1e-9)
 
 
+def test_vanilla_equals_neural_tangents_gradient_descent_at_twice_tau():
+    # GAN(TK)2's inf_vanilla_ode: NT gradient_descent on loss -mean_N log sigmoid(y f) (one
+    # mean over all N = n + m points), i.e. df/dt = -K grad, for time t. With n = m this
+    # is L / 2, so NT's time t is our tau = t / 2.
+    x, y, p = data(n=12, m=12, seed=8)
+    t_nt = 3.0
+    t = jnp.concatenate([x, y])
+    labels = jnp.r_[-jnp.ones(12), jnp.ones(12)]
+    kmat = rbf(t, t)
+    grad = jax.grad(lambda f: -jnp.mean(jax.nn.log_sigmoid(labels * f)))
+    steps = 100_000
+    dt = t_nt / steps
+
+    @jax.jit
+    def run(f):  # Euler on f(T) and on the test-point coefficients together
+        def body(i, carry):
+            f, a = carry
+            g = grad(f)
+            return f - dt * kmat @ g, a - dt * g
+
+        return jax.lax.fori_loop(0, steps, body, (f, jnp.zeros(24)))
+
+    f_train, coef = run(jnp.zeros(24))
+    D = discriminator("vanilla", rbf, x, y, t_nt / 2)
+    assert rel(D(t), f_train) < 2e-5
+    assert rel(D(p), rbf(p, t) @ coef) < 2e-5
+
+
 def test_lsgan_infinite_time_interpolates():
     # Well-separated points and a narrow RBF: K is well conditioned.
     x, y, p = data(n=8, m=12, seed=4)

@@ -182,6 +182,26 @@ def test_krylov_under_jit_and_float32():
     assert rel(D32(p32), De(p)) < 1e-4
 
 
+def test_auto_krylov_falls_back_to_eigh(monkeypatch):
+    import gantk.discriminator as dmod
+
+    x, y, p = data(40, 30, seed=6)
+    monkeypatch.setattr(dmod, "EIGH_MAX", 10)
+    De = discriminator("lsgan", rbf, x, y, 50.0, solver="eigh")
+    ok = discriminator("lsgan", rbf, x, y, 50.0)
+    assert ok.solver == "krylov" and not bool(ok.info["fallback"])
+    assert rel(ok(p), De(p)) < 1e-6
+    # A 3-vector Krylov budget cannot reach rtol: auto uses eigh instead of raising.
+    fb = discriminator("lsgan", rbf, x, y, 50.0, max_steps=3)
+    assert fb.solver == "krylov" and bool(fb.info["fallback"]) and bool(fb.info["converged"])
+    np.testing.assert_allclose(fb.alpha, De.alpha, rtol=1e-10)
+    # ... while an explicit solver='krylov' raises.
+    with pytest.raises(dmod.ConvergenceError, match="Lanczos"):
+        discriminator("lsgan", rbf, x, y, 50.0, max_steps=3, solver="krylov")
+    # differentiate_train needs eigh, which auto then picks at any size.
+    assert discriminator("lsgan", rbf, x, y, 1.0, differentiate_train=True).solver == "eigh"
+
+
 def test_lanczos_matfun_exact_on_small_spectrum():
     # A with 5 distinct eigenvalues: Lanczos terminates (beta = 0) after 5 steps, exactly.
     rng = np.random.default_rng(0)
