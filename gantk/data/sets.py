@@ -1,0 +1,156 @@
+"""Named datasets: ``gantk.data.load(name) -> (fake, real)``."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from gantk.data.images import image_density, letter_image, sample_image, shape_image
+
+__all__ = ["NAMES", "digits_images", "load"]
+
+#: Built-in dataset names (``image:PATH`` and ``image:P1,P2`` are accepted too).
+NAMES: tuple[str, ...] = (
+    "eight_gaussians",
+    "density",
+    "ab",
+    "digits",
+    "modes_1d",
+    "modes_1d_overlap",
+    "two_couples_2d",
+)
+
+# GAN(TK)²'s fixed sets (data/simple.py), as (fake, real).
+_FIXED: dict[str, tuple[list, list]] = {
+    "two_couples_2d": ([[1.0, 1.0], [1.0, -1.0]], [[-1.0, -1.0], [-1.0, 1.0]]),
+    "modes_1d": (
+        [[-1.2 * 1.5], [-1.34 * 1.5], [-0.8 * 1.5], [-0.7 * 1.5], [-0.3 * 1.5]],
+        [[0.6 * 1.5], [1.0 * 1.5], [1.23 * 1.5], [1.32 * 1.5], [0.2 * 1.5]],
+    ),
+    "modes_1d_overlap": (
+        [[-1.2 * 1.5], [-1.34 * 1.5], [-0.8 * 1.5], [-0.7 * 1.5], [-0.2 * 1.5]],
+        [[0.6 * 1.5], [1.0 * 1.5], [1.23 * 1.5], [1.32 * 1.5], [-1.1 * 1.5], [-1.0 * 1.5],
+         [-1.8 * 1.5]],
+    ),
+}
+_DEFAULT_SIZES = {"eight_gaussians": (500, 500), "density": (500, 500), "ab": (500, 500),
+                  "image": (500, 500), "digits": (1024, 1797)}
+
+
+@functools.cache
+def _digits() -> np.ndarray:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    return load_digits().data.astype(np.float64) / 16.0 * 2.0 - 1.0
+
+
+def digits_images(x: Float[Array, "n 64"]) -> Float[Array, "n 8 8"]:
+    """Reshape flattened 8×8 digits ``(n, 64)`` into images ``(n, 8, 8)``.
+
+    Raises:
+        ValueError: if the last dimension is not 64.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] != 64:
+        raise ValueError(f"`x` must have shape (n, 64); got {tuple(x.shape)}.")
+    return x.reshape(-1, 8, 8)
+
+
+def _eight_gaussians(key: jax.Array, n: int, m: int, dtype) -> tuple[Array, Array]:
+    kf, kc, kn = jax.random.split(key, 3)
+    fake = jax.random.normal(kf, (n, 2), jnp.float64)
+    comp = jax.random.randint(kc, (m,), 0, 8)
+    ang = 2 * jnp.pi * comp / 8
+    centres = 5.0 * jnp.stack([jnp.cos(ang), jnp.sin(ang)], 1)
+    real = centres + 0.5 * jax.random.normal(kn, (m, 2), jnp.float64)
+    return fake.astype(dtype), real.astype(dtype)
+
+
+def _check_size(value: int | None, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"`{name}` must be None or a positive integer; got {value!r}.")
+
+
+def load(
+    name: str,
+    *,
+    n_fake: int | None = None,
+    n_real: int | None = None,
+    seed: int = 0,
+    dtype: jnp.dtype = jnp.float32,
+) -> tuple[Float[Array, "n d"], Float[Array, "m d"]]:
+    """Load a dataset as ``(fake, real)`` (see :mod:`gantk.data` for the list).
+
+    Sampling happens in float64 and is cast to ``dtype`` at the end, so the float32 and
+    float64 versions of a dataset agree to float32 precision. Note: without
+    ``jax_enable_x64`` the float64 stage silently runs in float32.
+
+    Args:
+        name: one of :data:`NAMES`, ``'image:PATH'`` or ``'image:PATH_FAKE,PATH_REAL'``.
+        n_fake: number of fake particles (default: 500; 1024 for digits).
+        n_real: number of real points (default: 500; all 1797 for digits). The fixed sets
+            accept only None or their own sizes.
+        seed: random seed (an int).
+        dtype: output floating dtype.
+
+    Returns:
+        ``fake`` of shape ``(n_fake, d)`` and ``real`` of shape ``(n_real, d)``.
+
+    Raises:
+        ValueError: on an unknown name, invalid sizes (e.g. more than 1797 digits), or an
+            unreadable or empty image.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"`name` must be a dataset name string; got {name!r}.")
+    _check_size(n_fake, "n_fake")
+    _check_size(n_real, "n_real")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
+    key = jax.random.key(int(seed))
+    kind = "image" if name.startswith("image:") else name
+    if kind in _FIXED:
+        f, r = (np.asarray(a, dtype=np.float64) for a in _FIXED[kind])
+        for given, arr, arg in ((n_fake, f, "n_fake"), (n_real, r, "n_real")):
+            if given is not None and given != len(arr):
+                raise ValueError(f"`{arg}` must be None or {len(arr)} for the fixed set "
+                                 f"{name!r}; got {given}.")
+        return jnp.asarray(f, dtype), jnp.asarray(r, dtype)
+    if kind not in _DEFAULT_SIZES:
+        raise ValueError(
+            f"`name` must be one of {', '.join(NAMES)}, 'image:PATH' or 'image:P1,P2'; "
+            f"got {name!r}."
+        )
+    n_def, m_def = _DEFAULT_SIZES[kind]
+    n = n_def if n_fake is None else n_fake
+    m = m_def if n_real is None else n_real
+    kf, kr = jax.random.split(key)
+    if kind == "eight_gaussians":
+        return _eight_gaussians(key, n, m, dtype)
+    if kind == "digits":
+        digits = _digits()
+        if m > len(digits):
+            raise ValueError(f"`n_real` must be at most {len(digits)} for 'digits'; got {m}.")
+        idx = np.arange(len(digits)) if m == len(digits) else np.sort(
+            np.asarray(jax.random.choice(kr, len(digits), (m,), replace=False)))
+        real = jnp.asarray(digits[idx], dtype)
+        fake = jax.random.normal(kf, (n, 64), jnp.float64).astype(dtype)
+        return fake, real
+    if kind == "density":
+        src, tgt = image_density(shape_image("a")), image_density(shape_image("b"))
+    elif kind == "ab":
+        src, tgt = image_density(letter_image("A")), image_density(letter_image("B"))
+    else:  # image:PATH or image:P1,P2
+        paths = name[len("image:"):].split(",")
+        if len(paths) == 1 and paths[0]:
+            tgt = image_density(paths[0])
+            fake = (0.5 * jax.random.normal(kf, (n, 2), jnp.float64)).astype(dtype)
+            return fake, sample_image(kr, tgt, m, dtype)
+        if len(paths) != 2 or not all(paths):
+            raise ValueError(f"`name` must be 'image:PATH' or 'image:P1,P2'; got {name!r}.")
+        src, tgt = image_density(paths[0]), image_density(paths[1])
+    return sample_image(kf, src, n, dtype), sample_image(kr, tgt, m, dtype)
