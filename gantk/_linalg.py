@@ -253,7 +253,7 @@ def lanczos_matfun(
 
     Returns:
         ``(x, info)`` with ``info = {'iterations', 'residual', 'converged', 'exhausted'}``:
-        ``residual`` is the last relative-change estimate (``inf`` if exhausted before the
+        ``residual`` is the last relative-change estimate (0 if exhausted before the
         first check); ``exhausted`` says the Krylov space became invariant (``beta ~ 0``),
         in which case the result is exact up to rounding and ``converged`` is True.
     """
@@ -332,6 +332,7 @@ def lanczos_matfun(
     j, basis, alphas, betas, done, anorm, y, err = state
     x = bnorm * jnp.dot(y, basis[:k], precision=HIGHEST)
     converged = done | (err <= rtol)
+    err = jnp.where(done & jnp.isinf(err), 0.0, err)  # exhausted before the first check
     return x, {"iterations": j, "residual": err, "converged": converged, "exhausted": done}
 
 

@@ -93,8 +93,10 @@ class Discriminator(eqx.Module):
         real: real points ``Y``, shape ``(m, d)``.
         alpha: coefficients over the train set ``T = [fake; real]``, shape ``(n + m,)``.
         time: the discriminator's training time ``tau`` (scalar; may be ``inf``).
-        info: solver diagnostics (e.g. ``iterations``, ``residual``, ``converged``,
-            ``num_steps``, ``eig_min``/``eig_max``), a dict of arrays.
+        info: solver diagnostics, a dict of arrays: empty for ``closed_form``/``eigh``;
+            ``num_steps``, ``converged`` for ``ode``; ``iterations``, ``residual`` (relative
+            error estimate), ``converged`` (and ``exhausted`` for Lanczos, ``fallback``
+            under ``solver='auto'``) for ``krylov``.
         loss: the :class:`gantk.losses.Loss`.
         kernel: ``k(x1, x2) -> (n1, n2)``.
         f0: initial discriminator ``f0(points) -> (q,)``, or None for ``f_0 = 0``.
