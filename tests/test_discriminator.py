@@ -354,6 +354,7 @@ def test_velocity_equals_autodiff_with_train_held_fixed():
         np.testing.assert_allclose(g, -D.velocity(x) / n, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_differentiate_train_full_gradient():
     x, y, p = data(n=5, m=6, q=3)
     tau = 0.6
@@ -569,6 +570,7 @@ def test_bad_points_raise():
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_relu_ntk_kernel_end_to_end():
     k = relu_kernel()
     x, y, p = data(n=12, m=10, seed=7)

@@ -122,6 +122,7 @@ def test_krylov_matches_eigh_300_300(tau):
     assert rel(Dk.velocity(x), De.velocity(x)) < 1e-4
 
 
+@pytest.mark.slow
 def test_krylov_matches_eigh_relu_ntk():
     k = relu_kernel()
     x, y, p = data(300, 300, seed=2)
