@@ -7,6 +7,8 @@ still match - and never be NaN: not at x = 0 in bias-free nets, not for tiny inp
 float32, not under jit/vmap/jacrev/hessian.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,9 +18,21 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gantk import stax
-from gantk.architectures import KERNELS, get_spec
+from gantk.architectures import KERNELS
 
 NAMES = ["relu", "relu-nobias", "relu-highbias", "leaky-relu", "abs", "erf", "gelu", "rbf"]
+SLOW = pytest.mark.slow
+
+
+def slow_if(name, heavy=("gelu",)):
+    """Parametrisation entry, marked slow for activations whose gradients compile slowly."""
+    return pytest.param(name, marks=SLOW) if name in heavy else name
+
+
+@functools.cache
+def kernel(name):
+    """One plain NTK per named architecture for the whole module (compiled once)."""
+    return KERNELS[name].k()
 
 
 def points(n, d=2, seed=0):
@@ -44,14 +58,19 @@ def weighted(k, x2, seed=7):
     return f
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [slow_if(n) for n in NAMES])
 def test_gradient_matches_finite_differences_at_generic_points(name):
-    k = KERNELS[name].k()
+    k = kernel(name)
     x1, x2 = points(3), points(4, seed=1)
     f = weighted(k, x2)
     g = jax.grad(f)(x1)
     np.testing.assert_allclose(g, central_fd(f, x1), rtol=1e-6, atol=1e-8)
-    # Gradient in the second argument, and jacrev/jacfwd agree with grad.
+
+
+@pytest.mark.parametrize("name", ["relu", slow_if("gelu")])
+def test_second_argument_gradient_and_forward_mode(name):
+    k = kernel(name)
+    x1, x2 = points(3), points(4, seed=1)
     f2 = weighted(lambda b, a: k(a, b), x1)
     np.testing.assert_allclose(jax.grad(f2)(x2), central_fd(f2, x2), rtol=1e-6, atol=1e-8)
     jr = jax.jacrev(lambda a: k(a, x2))(x1)
@@ -59,7 +78,7 @@ def test_gradient_matches_finite_differences_at_generic_points(name):
     np.testing.assert_allclose(jr, jf, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["relu", "gelu"])
+@pytest.mark.parametrize("name", ["relu", slow_if("gelu")])
 def test_gradient_when_x_is_in_both_arguments(name):
     """GAN(TK)^2 evaluates k(x, [y; x]) and differentiates in x (x2=None covered too).
 
@@ -67,7 +86,7 @@ def test_gradient_when_x_is_in_both_arguments(name):
     (the angle is the square root of a rounding error, as in NT), so the finite-difference
     step is 1e-3 rather than 1e-6.
     """
-    k = KERNELS[name].k()
+    k = kernel(name)
     x, y = points(3), points(2, seed=1)
     w = jax.random.normal(jax.random.PRNGKey(3), (3, 5))
     f = lambda a: jnp.sum(w * k(a, jnp.concatenate([y, a])))
@@ -106,10 +125,11 @@ def test_gradient_at_origin_of_bias_free_relu_is_centre_of_subdifferential():
     ("name", "dtype"),
     [(n, t) for n in ("relu", "relu-nobias", "leaky-relu", "abs") for t in (jnp.float32,
                                                                           jnp.float64)]
-    + [(n, jnp.float32) for n in ("relu-highbias", "erf", "gelu", "rbf")],
+    + [(n, jnp.float32) for n in ("relu-highbias", "erf", "rbf")]
+    + [pytest.param("gelu", jnp.float32, marks=SLOW)],
 )
 def test_no_nan_at_degenerate_points_under_jit_and_vmap(name, dtype):
-    k = get_spec(name).k()
+    k = kernel(name)
     base = points(3).astype(dtype)
     tiny = 1e-20 if dtype == jnp.float32 else 1e-160  # products underflow / are subnormal
     x1 = jnp.concatenate([jnp.zeros((1, 2), dtype), base, tiny * base[:1],
@@ -129,7 +149,7 @@ def test_no_nan_at_degenerate_points_under_jit_and_vmap(name, dtype):
 
 @pytest.mark.parametrize("name", ["relu-nobias", "abs"])
 def test_second_derivatives_are_finite_at_kink_and_origin(name):
-    k = KERNELS[name].k()
+    k = kernel(name)
     x2 = points(3, seed=1)
     for x in (jnp.zeros((1, 2)), x2[:1], 2.0 * x2[1:2]):
         hess = jax.hessian(lambda a: jnp.sum(k(a, x2)))(x)
@@ -152,7 +172,7 @@ def test_value_and_grad_and_kernel_output_grad():
 finite_pts = arrays(
     np.float64, (4, 2), elements=st.floats(-3, 3, allow_nan=False, allow_subnormal=False)
 )
-K_NOBIAS = KERNELS["relu-nobias"].k()
+K_NOBIAS = kernel("relu-nobias")
 GRAD_NOBIAS = jax.jit(jax.grad(lambda a, b: jnp.sum(K_NOBIAS(a, b))))
 Y_FIXED = np.asarray(points(3, seed=4))
 

@@ -10,6 +10,11 @@ branching layers); :func:`make_layer` wraps that map into the public
    ``ntk = 0``), skipping all NTK work when only the NNGP is asked for,
 3. runs the kernel map (jitted, ``get`` static) and
 4. returns an array, an NT-style namedtuple, or the full :class:`Kernel`.
+
+Every layer acts elementwise on the kernel entries, so the map from the input Gram matrix
+to the outputs is wrapped in one :func:`jax.custom_jvp` (:func:`_chain`) whose derivative
+is built from Jacobian *diagonals*; reverse mode then costs one fused multiply-and-reduce
+pass instead of storing every intermediate of every layer.
 """
 
 from __future__ import annotations
@@ -309,9 +314,9 @@ def _chain_jvp(run: _Chain, primals: tuple, tangents: tuple) -> tuple:
     transpose (reverse mode) a multiply plus row/column sums: one fused pass with one
     residual array per input direction, instead of a residual per intermediate of every
     layer. Directions whose input tangent is a symbolic zero (e.g. a constant ``x2``) are
-    skipped. The directions are pushed together (``vmap`` over a stacked tangent), which
-    lets XLA share the primal work; the barrier keeps the Jacobians materialised once
-    rather than re-fused into every consumer.
+    skipped. The directions are pushed together (``vmap`` over a stacked tangent): with one
+    ``jvp`` per direction XLA re-fuses the primal chain into every consumer (about twice
+    the memory traffic and 4x the time on CPU).
     """
     n0, c1, c2 = primals
     out = run(n0, c1, c2)
@@ -325,7 +330,6 @@ def _chain_jvp(run: _Chain, primals: tuple, tangents: tuple) -> tuple:
 
     directions = tuple(units(w, p) for w, p in enumerate(primals))
     jac = jax.vmap(lambda a, b, c: jax.jvp(run, primals, (a, b, c))[1])(*directions)
-    jac = lax.optimization_barrier(jac)
     tan = []
     for o, kind, partials in zip(out, run.kinds, jac, strict=True):
         total = None
@@ -385,11 +389,12 @@ def make_layer(init_fn: Callable, apply_fn: Callable, fn: KernelMap, name: str) 
             (when concrete) non-finite entries, or ``get`` is unknown.
     """
     core = jax.jit(functools.partial(_evaluate, fn), static_argnames=("get",))
+    on_kernels = jax.jit(lambda k, get: _select(fn(k), get), static_argnames=("get",))
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **kwargs: Any) -> Any:
         get = _canonical_get(get)
         if _is_kernel_tree(x1):
-            return _select(fn(x1), get)
+            return on_kernels(x1, get=get)
         x1 = points(x1, "x1")
         if x2 is not None:
             x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
