@@ -87,8 +87,14 @@ def as_points(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
-    if check_finite and is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-        bad = int(jnp.sum(~jnp.isfinite(x)))
+    if check_finite and is_concrete(x):
+        # NumPy on the concrete values: works even while tracing an enclosing jit (where a
+        # jnp reduction would return a tracer)
+        finite = np.isfinite(np.asarray(x))
+    else:
+        finite = None
+    if finite is not None and not finite.all():
+        bad = int((~finite).sum())
         raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
     return x
 

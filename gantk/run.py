@@ -128,6 +128,7 @@ class RunConfig:
     gen_lr: float = 1e-3
     latent_dim: int | None = None
     sinkhorn_blur: float = 1e-3
+    sinkhorn_every: int | None = None
     metrics: tuple[str, ...] = METRICS
     devices: int | None = None
     preset: str | None = None
@@ -196,6 +197,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     _positive_int("log-every", cfg.log_every)
     if cfg.plot_every is not None:
         _positive_int("plot-every", cfg.plot_every)
+    if cfg.sinkhorn_every is not None:
+        _positive_int("sinkhorn-every", cfg.sinkhorn_every)
     if cfg.depth is not None:
         _positive_int("depth", cfg.depth)
     if cfg.w_std is not None:
@@ -297,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--plot-every", type=int, dest="plot_every",
                    help="steps between step figures (default steps/4)")
     o.add_argument("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")
+    o.add_argument("--sinkhorn-every", type=int, dest="sinkhorn_every",
+                   help="steps between (costly, converged) Sinkhorn evaluations "
+                   "(default: as --plot-every)")
     o.add_argument("--sinkhorn-blur", type=float, dest="sinkhorn_blur",
                    help=f"Sinkhorn blur (eps = blur^2) (default {d.sinkhorn_blur})")
     o.add_argument("--x64", action="store_const", const=True, help="compute in float64")
@@ -435,8 +441,14 @@ class _Run:
             return self.gen_apply(state.params, self.z_eval)
         return state.fake
 
+    @property
+    def plot_every(self) -> int:
+        """Steps between step figures (and, by default, Sinkhorn evaluations)."""
+        cfg = self.cfg
+        return cfg.plot_every or max(cfg.log_every, cfg.steps // 4)
+
     # ----- metrics
-    def metrics(self, fake: Any) -> dict[str, float]:
+    def metrics(self, fake: Any, step: int) -> dict[str, float]:
         import numpy as np
 
         from gantk import metrics as gm
@@ -445,8 +457,11 @@ class _Run:
         x, y = fake, self.real
         if not bool(np.all(np.isfinite(np.asarray(x)))):
             return {m: float("nan") for m in self.cfg.metrics}
+        every = self.cfg.sinkhorn_every or self.plot_every
         for m in self.cfg.metrics:
             if m == "sinkhorn":
+                if step % every != 0 and step != self.cfg.steps:
+                    continue
                 out[m] = float(gm.sinkhorn(x, y, blur=self.cfg.sinkhorn_blur))
             elif m == "energy":
                 out[m] = float(gm.energy(x, y))
@@ -462,7 +477,7 @@ class _Run:
         from gantk import _io
 
         fake = self.particles(state)
-        row = {"step": step, **self.metrics(fake), "generator_loss": gen_loss,
+        row = {"step": step, **self.metrics(fake, step), "generator_loss": gen_loss,
                "wall_time": round(self.elapsed_before + _time.perf_counter() - self.t_start, 3)}
         self.rows = [r for r in self.rows if r["step"] < step] + [row]
         _io.write_csv(self.dir / "metrics.csv", self.rows, CSV_FIELDS)
@@ -482,8 +497,7 @@ class _Run:
             self.limits = plot.auto_limits(fake_np, np.asarray(self.real))
         self.frames.append(plot.render_frame(fake_np, np.asarray(self.real), step=step,
                                              limits=self.limits))
-        plot_every = cfg.plot_every or max(cfg.log_every, cfg.steps // 4)
-        if not force and step % plot_every != 0 and step != cfg.steps:
+        if not force and step % self.plot_every != 0 and step != cfg.steps:
             return
         values_fn = velocity_fn = None
         if self.d <= 2 and cfg.width == "inf":
@@ -591,7 +605,10 @@ def _print_table(rows: list[dict[str, Any]], stream: Any = sys.stdout) -> None:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(f"{v:>14d}" if isinstance(v, int) else f"{float(v):>14.6g}")
+            if v is None:
+                cells.append(f"{'-':>14}")
+            else:
+                cells.append(f"{v:>14d}" if isinstance(v, int) else f"{float(v):>14.6g}")
         print("  ".join(cells), file=stream)
 
 

@@ -92,7 +92,8 @@ def sample_image(
         raise ValueError(f"`n` must be a positive integer; got {n}.")
     kc, kn = jax.random.split(key)
     idx = jax.random.choice(kc, len(density.probs), (n,), p=jnp.asarray(density.probs))
-    noise = jax.random.normal(kn, (n, 2), dtype=jnp.float64 if dtype == jnp.float64 else None)
+    hi = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+    noise = jax.random.normal(kn, (n, 2), dtype=hi)
     pts = jnp.asarray(density.means)[idx] + noise * jnp.asarray(density.std)
     return pts.astype(dtype)
 

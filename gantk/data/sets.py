@@ -60,13 +60,18 @@ def digits_images(x: Float[Array, "n 64"]) -> Float[Array, "n 8 8"]:
     return x.reshape(-1, 8, 8)
 
 
+def _hi() -> jnp.dtype:
+    """float64 when enabled, else float32 (sampling precision before the final cast)."""
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
 def _eight_gaussians(key: jax.Array, n: int, m: int, dtype) -> tuple[Array, Array]:
     kf, kc, kn = jax.random.split(key, 3)
-    fake = jax.random.normal(kf, (n, 2), jnp.float64)
+    fake = jax.random.normal(kf, (n, 2), _hi())
     comp = jax.random.randint(kc, (m,), 0, 8)
     ang = 2 * jnp.pi * comp / 8
     centres = 5.0 * jnp.stack([jnp.cos(ang), jnp.sin(ang)], 1)
-    real = centres + 0.5 * jax.random.normal(kn, (m, 2), jnp.float64)
+    real = centres + 0.5 * jax.random.normal(kn, (m, 2), _hi())
     return fake.astype(dtype), real.astype(dtype)
 
 
@@ -138,7 +143,7 @@ def load(
         idx = np.arange(len(digits)) if m == len(digits) else np.sort(
             np.asarray(jax.random.choice(kr, len(digits), (m,), replace=False)))
         real = jnp.asarray(digits[idx], dtype)
-        fake = jax.random.normal(kf, (n, 64), jnp.float64).astype(dtype)
+        fake = jax.random.normal(kf, (n, 64), _hi()).astype(dtype)
         return fake, real
     if kind == "density":
         src, tgt = image_density(shape_image("a")), image_density(shape_image("b"))
@@ -148,7 +153,7 @@ def load(
         paths = name[len("image:"):].split(",")
         if len(paths) == 1 and paths[0]:
             tgt = image_density(paths[0])
-            fake = (0.5 * jax.random.normal(kf, (n, 2), jnp.float64)).astype(dtype)
+            fake = (0.5 * jax.random.normal(kf, (n, 2), _hi())).astype(dtype)
             return fake, sample_image(kr, tgt, m, dtype)
         if len(paths) != 2 or not all(paths):
             raise ValueError(f"`name` must be 'image:PATH' or 'image:P1,P2'; got {name!r}.")
