@@ -6,8 +6,8 @@ Measures, in float32 with warm jit caches:
 2. the gradient of ``sum(k(x, y))`` in ``x`` for 1024 x 2048 points;
 3. the same gradient for 500 x 1000 points (the particle-flow step size of GAN(TK)²);
 
-and prints wall-clock times (min and median over repeats), an estimated GFLOP/s and the
-peak resident set size of the process.
+and prints wall-clock times (min and median over repeats), the process CPU time, an
+estimated GFLOP/s (flops / min wall time) and the peak resident set size of the process.
 
 Flop model: the floating-point operation count of the compiled XLA program as reported by
 XLA's HLO cost analysis (``compiled.cost_analysis()['flops']``: one flop per elementwise
@@ -36,15 +36,20 @@ import numpy as np
 from gantk.architectures import KERNELS
 
 
-def timed(fn, *args, repeats: int) -> tuple[float, float]:
-    """Min and median wall-clock seconds of ``fn(*args)`` (after one warm-up call)."""
+def timed(fn, *args, repeats: int) -> tuple[float, float, float]:
+    """Min and median wall-clock seconds, and median process CPU seconds, of ``fn(*args)``.
+
+    The CPU time (all threads of this process) exposes contention: on an idle machine
+    with T threads at work, wall ~ CPU / T; on a shared machine wall is larger.
+    """
     jax.block_until_ready(fn(*args))
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times)), float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.min(wall)), float(np.median(wall)), float(np.median(cpu))
 
 
 def flops_of(fn, *args) -> float:
@@ -56,10 +61,10 @@ def flops_of(fn, *args) -> float:
 
 def report(label: str, fn, args, repeats: int) -> None:
     flops = flops_of(fn, *args)
-    t_min, t_med = timed(fn, *args, repeats=repeats)
+    t_min, t_med, cpu = timed(fn, *args, repeats=repeats)
     print(
-        f"{label:<44s} min {1e3 * t_min:9.2f} ms   median {1e3 * t_med:9.2f} ms   "
-        f"{flops / 1e9:7.3f} GFLOP  ->  {flops / t_min / 1e9:6.1f} GFLOP/s"
+        f"{label:<36s} wall min {1e3 * t_min:8.2f} ms  median {1e3 * t_med:8.2f} ms  "
+        f"cpu {1e3 * cpu:8.2f} ms  {flops / 1e9:6.3f} GFLOP -> {flops / t_min / 1e9:5.1f} GFLOP/s"
     )
 
 
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     report("grad_x sum NTK 500x1000 (float32)", grad, (pts(500, 5), pts(1000, 6)),
            args.repeats)
 
+    if hasattr(os, "getloadavg"):
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mb = peak / 1024 if sys.platform != "darwin" else peak / 2**20
     print(f"peak RSS: {peak_mb:.0f} MiB")

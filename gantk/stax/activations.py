@@ -91,12 +91,24 @@ def _elementwise(fn: Any, kernel: Any, name: str) -> Layer:
 _KINK_RTOL = {jnp.dtype(jnp.float64): 16.0 * float(jnp.finfo(jnp.float64).eps)}
 
 
+def _stored(value: jax.Array, like: jax.Array) -> jax.Array:
+    """``value``, computed once and kept in memory by XLA rather than re-fused.
+
+    XLA duplicates cheap elementwise producers into every consumer fusion but never an
+    *expensive* one (a floating division); dividing by a runtime one (``1 + 0 * like``,
+    which XLA may not fold because ``0 * inf`` is NaN) makes ``value`` such a producer.
+    In the derivative pass of a deep kernel this stops every layer from recomputing all
+    the layers below it (on CPU: half the flops, ~1.7x faster gradients).
+    """
+    return value / (1.0 + 0.0 * like)
+
+
 def _arccos_step(a: float, b: float) -> Any:
     """The ABRelu map ``(k, c1, c2) -> (nngp', dot_sigma)`` with closed-form derivatives."""
     half_sq = (a * a + b * b) / 2.0
     f = (a - b) ** 2 / (2.0 * math.pi)
 
-    def primal(n: jax.Array, c1: jax.Array, c2: jax.Array) -> tuple:
+    def primal(n: jax.Array, c1: jax.Array, c2: jax.Array, store: bool = False) -> tuple:
         prod = c1 * c2
         s_sq = prod - n * n
         # c1 c2 - k^2 within rounding of c1 c2 is the kink itself (theta = 0 or pi): taken
@@ -105,6 +117,8 @@ def _arccos_step(a: float, b: float) -> Any:
         # NT's `_arctan2(S, k, fill_zero=pi/2)`: the angle is pi/2 where both vanish.
         theta = jnp.where((s == 0) & (n == 0), math.pi / 2, arctan2(s, n))
         dot = half_sq - f * theta
+        if store:  # derivative pass: keep dot in memory (see _stored)
+            dot = _stored(dot, n)
         return s, dot, f * s + dot * n
 
     @jax.custom_jvp
@@ -116,7 +130,7 @@ def _arccos_step(a: float, b: float) -> Any:
     def step_jvp(primals: tuple, tangents: tuple) -> tuple:
         n, c1, c2 = primals
         dn, dc1, dc2 = tangents
-        s, dot, new = primal(n, c1, c2)
+        s, dot, new = primal(n, c1, c2, store=True)
         # Relative variance changes dc_i / c_i (0 where c_i = 0), broadcast to (n1, n2).
         rel = dc1 * recip(c1) + dc2 * recip(c2)  # recip(0) = 0
         d_new = dot * dn + (0.5 * f) * s * rel
