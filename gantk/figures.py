@@ -620,8 +620,9 @@ def plot_snapshots(
             ax.hist(fake[:, 0], bins=40, range=(lo, hi), color=FAKE_COLOR, alpha=0.5)
             ax.set_yticks([])
         else:
-            ax.scatter(real[:, 0], real[:, 1], s=2, c=REAL_COLOR, lw=0, alpha=0.7)
-            ax.scatter(fake[:, 0], fake[:, 1], s=2, c=FAKE_COLOR, lw=0, alpha=0.9)
+            size = float(np.clip(2000.0 / max(len(fake), 1), 2.0, 12.0))
+            ax.scatter(real[:, 0], real[:, 1], s=size, c=REAL_COLOR, lw=0, alpha=0.7)
+            ax.scatter(fake[:, 0], fake[:, 1], s=size, c=FAKE_COLOR, lw=0, alpha=0.9)
             ax.set_xlim(limits[0], limits[1])
             ax.set_ylim(limits[2], limits[3])
             ax.set_aspect("equal")

@@ -341,11 +341,13 @@ def empirical_ntk(
     if not callable(apply_fn):
         raise ValueError(f"`apply_fn` must be callable; got {type(apply_fn).__name__}.")
 
-    def contract(x1: Array, x2: Array, params: Params) -> Array:
+    def contract(x1: Array, x2: Array | None, params: Params) -> Array:
+        same = x2 is None
+        x2 = x1 if same else x2
         n1, n2 = x1.shape[0], x2.shape[0]
         if implementation == "jacobian":
             j1 = jax.jacrev(apply_fn)(params, x1)
-            j2 = jax.jacrev(apply_fn)(params, x2)
+            j2 = j1 if same else jax.jacrev(apply_fn)(params, x2)
             blocks = jax.tree.map(lambda a, b: a.reshape(n1, -1) @ b.reshape(n2, -1).T, j1, j2)
             return sum(jax.tree.leaves(blocks))
         # 'ntvp': column j = J1 (J2ᵀ e_j), one VJP and one JVP per column
@@ -361,7 +363,8 @@ def empirical_ntk(
 
     def ntk_fn(x1: Array, x2: Array | None, params: Params) -> Array:
         x1 = _as_points(x1, "x1")
-        x2 = x1 if x2 is None else _as_points(x2, "x2", dim=x1.shape[1], dim_name="x1")
+        if x2 is not None:
+            x2 = _as_points(x2, "x2", dim=x1.shape[1], dim_name="x1")
         _check_scalar_output(jax.eval_shape(apply_fn, params, x1), x1.shape[0])
         return contract_jit(x1, x2, params)
 
