@@ -594,7 +594,8 @@ def _select_devices(requested: int | None) -> list[Any]:
     return devs[:requested]
 
 
-def _print_table(rows: list[dict[str, Any]], stream: Any = sys.stdout) -> None:
+def _print_table(rows: list[dict[str, Any]], stream: Any = None) -> None:
+    stream = sys.stdout if stream is None else stream
     cols = [c for c in CSV_FIELDS if any(c in r and r[c] is not None for r in rows)]
     print("  ".join(f"{c:>14}" for c in cols), file=stream)
     shown = rows if len(rows) <= 12 else rows[:3] + [None] + rows[-8:]

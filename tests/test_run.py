@@ -10,7 +10,8 @@ import pytest
 
 from gantk import run as grun
 
-SMALL = ["--n-particles", "40", "--steps", "20", "--log-every", "10", "--no-progress",
+SMALL = ["--n-particles", "40", "--eta", "80", "--steps", "20", "--log-every", "10",
+         "--no-progress",
          "--metrics", "energy,mmd"]
 
 
@@ -22,7 +23,7 @@ def _main(args, capsys=None):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--loss", "wgan"], "--loss: invalid choice 'wgan' (choose from ipm, lsgan"),
+        (["--loss", "wgan"], "--loss: invalid choice: 'wgan' (choose from 'ipm', 'lsgan'"),
         (["--kernel", "tanh"], "--kernel: invalid choice"),
         (["--steps", "0"], "--steps: expected a positive integer"),
         (["--eta", "-1"], "--eta"),
@@ -89,7 +90,8 @@ def test_run_writes_all_outputs(tmp_path, capsys):
 
 
 def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
-    args = ["--n-particles", "30", "--steps", "40", "--log-every", "10", "--no-progress",
+    args = ["--n-particles", "30", "--eta", "60", "--steps", "40", "--log-every", "10",
+            "--no-progress",
             "--metrics", "energy", "--no-figures", "--out", str(tmp_path)]
     assert grun.main([*args, "--name", "full"]) == 0
 
