@@ -405,7 +405,8 @@ class _Run:
         cfg = self.cfg
         latent = cfg.latent_dim or (2 if self.d <= 2 else 16)
         self.latent_dim = latent
-        gen = nets.MLPGenerator(out_dim=self.d, tanh_output=(cfg.data == "digits"))
+        gen = nets.MLPGenerator(latent_dim=latent, out_dim=self.d,
+                                tanh_output=(cfg.data == "digits"))
         gparams = gen.init(jax.random.fold_in(self.key, 3), jnp.zeros((1, latent), self.dtype))
         self.gen_apply = gen.apply
         self.z_eval = jax.random.normal(jax.random.fold_in(self.key, 4), (self.n, latent),

@@ -142,3 +142,44 @@ def test_preset_resolution():
     assert cfg.reset and cfg.width == "128" and cfg.discr_lr == 0.1 and cfg.eta == 10.0
     cfg = grun.resolve_config(p.parse_args(["--preset", "inf_ipm-relu-digits"]))
     assert cfg.data == "digits" and cfg.n_particles == 1024 and cfg.time == 1000.0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--width", "64", "--discr-lr", "0.1", "--time", "1", "--loss", "lsgan", "--eta", "40"],
+        ["--preset", "ipm_reset-relu-eight_gaussians", "--width", "64", "--eta", "40"],
+        ["--width", "64", "--single-step", "--loss", "ipm", "--discr-lr", "0.1", "--eta", "40"],
+    ],
+)
+def test_finite_width_runs_make_progress(tmp_path, extra):
+    code = grun.main(["--n-particles", "40", "--steps", "20", "--log-every", "10",
+                      "--no-progress", "--metrics", "energy", "--no-figures", "--out",
+                      str(tmp_path), "--name", "fw", *extra])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "fw" / "metrics.csv")))
+    assert float(rows[-1]["energy"]) < 0.9 * float(rows[0]["energy"])
+    cfg = json.loads((tmp_path / "fw" / "config.json").read_text())
+    assert cfg["width"] == "64"
+
+
+def test_generator_mlp_run(tmp_path):
+    code = grun.main(["--generator", "mlp", "--n-particles", "64", "--steps", "30",
+                      "--log-every", "10", "--gen-lr", "0.01", "--no-progress", "--metrics",
+                      "energy", "--out", str(tmp_path), "--name", "g"])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "g" / "metrics.csv")))
+    assert float(rows[-1]["energy"]) < float(rows[0]["energy"])
+    z = np.load(tmp_path / "g" / "particles_30.npz")
+    assert z["fake"].shape == (64, 2) and np.all(np.isfinite(z["fake"]))
+
+
+def test_digits_generator_writes_image_grids(tmp_path):
+    code = grun.main(["--data", "digits", "--generator", "mlp", "--n-particles", "32",
+                      "--n-real", "64", "--steps", "4", "--log-every", "2", "--eta", "100",
+                      "--time", "1000", "--no-progress", "--metrics", "nn_distance", "--out",
+                      str(tmp_path), "--name", "dg"])
+    assert code == 0
+    assert (tmp_path / "dg" / "figures" / "step_4.png").stat().st_size > 1000
+    z = np.load(tmp_path / "dg" / "particles_4.npz")
+    assert z["fake"].shape == (32, 64) and np.all(np.abs(z["fake"]) <= 1.0)  # tanh output
