@@ -447,7 +447,8 @@ def vector_field(
     ``v(x) = −∇_x c(f_τ(x))`` is returned (Franceschi et al., ICML 2022, Figures 6–7;
     GAN(TK)²'s ``plot_vector_field``). For the IPM loss,
     ``v(x) = τ (∇₁k(x, target) − ∇₁k(x, x))`` (``∇₁``: gradient in the first argument, the
-    train set held fixed).
+    train set held fixed). The bias-free ReLU NTK is not differentiable at the origin; the
+    value returned there is whatever one-sided derivative JAX's ``relu`` convention gives.
 
     Args:
         kernel: a :data:`~gantk.architectures.KERNELS` name (``'relu'``,
