@@ -40,6 +40,11 @@ class SinkhornDidNotConverge(RuntimeError):
     """The Sinkhorn iterations did not reach the marginal tolerance at the target ε."""
 
 
+def _as64(*arrays: Any) -> tuple[Array, ...]:
+    """Host copies as float64 JAX arrays (call inside ``jax.enable_x64(True)``)."""
+    return tuple(jnp.asarray(np.asarray(a, np.float64)) for a in arrays)
+
+
 def _pair(x: Any, y: Any) -> tuple[Array, Array]:
     x = as_points(x, "x")
     y = as_points(y, "y", dim=x.shape[1], dim_name="x")
@@ -232,8 +237,7 @@ def sinkhorn(
     if geomloss_compat and not 0 < scaling < 1:
         raise ValueError(f"`scaling` must be in (0, 1); got {scaling}.")
     with jax.enable_x64(True):
-        x64 = jnp.asarray(np.asarray(x, dtype=np.float64))
-        y64 = jnp.asarray(np.asarray(y, dtype=np.float64))
+        x64, y64 = _as64(x, y)
         if geomloss_compat:
             both = np.concatenate([np.asarray(x64), np.asarray(y64)])
             diam = max(float(np.linalg.norm(both.max(0) - both.min(0))), blur)
@@ -285,8 +289,7 @@ def energy(x: Float[Array, "n d"], y: Float[Array, "m d"]) -> float:
     """
     x, y = _pair(x, y)
     with jax.enable_x64(True):
-        x64 = jnp.asarray(np.asarray(x, np.float64))
-        y64 = jnp.asarray(np.asarray(y, np.float64))
+        x64, y64 = _as64(x, y)
         exy = _block_pairwise_mean(x64, y64, _dist)
         exx = _block_pairwise_mean(x64, x64, _dist)
         eyy = _block_pairwise_mean(y64, y64, _dist)
@@ -330,8 +333,7 @@ def mean_nn_distance(x: Float[Array, "n d"], y: Float[Array, "m d"]) -> float:
     """
     x, y = _pair(x, y)
     with jax.enable_x64(True):
-        x64 = jnp.asarray(np.asarray(x, np.float64))
-        y64 = jnp.asarray(np.asarray(y, np.float64))
+        x64, y64 = _as64(x, y)
         mins = [jnp.min(_dist(x64[i:i + 1024], y64), axis=1)
                 for i in range(0, x64.shape[0], 1024)]
         return float(jnp.mean(jnp.concatenate(mins)))
