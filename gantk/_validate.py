@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "as_points",
     "check_choice",
+    "check_finite_real",
     "check_nonneg",
     "check_positive",
     "check_positive_int",
@@ -105,10 +106,20 @@ def _as_float(value: Any, name: str) -> float | None:
     try:
         v = float(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a real number; got {value!r}.") from err
+        raise ValueError(f"`{name}` must be a finite real number; got {value!r}.") from err
     if not math.isfinite(v):
-        raise ValueError(f"`{name}` must be finite; got {v}.")
+        raise ValueError(f"`{name}` must be a finite real number; got {v}.")
     return v
+
+
+def check_finite_real(value: Any, name: str) -> Any:
+    """Check that a scalar is a finite real number (skipped for tracers).
+
+    Raises:
+        ValueError: naming ``name`` when the value is not a finite real number.
+    """
+    _as_float(value, name)
+    return value
 
 
 def check_nonneg(value: Any, name: str) -> Any:

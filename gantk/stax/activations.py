@@ -49,10 +49,10 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from gantk._validate import check_finite_real as finite_real
 from gantk._validate import check_nonneg
 from gantk.stax._math import arctan2, recip, sqrt
 from gantk.stax.kernel import Kernel, Layer, make_layer
-from gantk.stax.layers import finite_real
 
 __all__ = [
     "ABRelu",

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gantk._validate import check_choice, check_nonneg, check_positive_int, is_concrete
+from gantk._validate import check_choice, check_nonneg, check_positive_int
 from gantk.stax.kernel import Kernel, Layer, kernel_map, make_layer
 
 __all__ = [
@@ -35,23 +35,6 @@ __all__ = [
     "parallel",
     "serial",
 ]
-
-
-def finite_real(value: Any, name: str) -> Any:
-    """Check that a layer hyper-parameter is a finite real number (skipped for tracers).
-
-    Raises:
-        ValueError: naming ``name`` when the value is not a finite real number.
-    """
-    if not is_concrete(value):
-        return value
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a finite real number; got {value!r}.") from err
-    if not math.isfinite(v):
-        raise ValueError(f"`{name}` must be a finite real number; got {v}.")
-    return value
 
 
 def _with_width(k: Kernel, width: int) -> Kernel:
