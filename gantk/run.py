@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth", type=int, help="number of hidden layers (default: the kernel's)")
     g.add_argument("--w-std", type=float, dest="w_std", help="weight std W_std (default 1)")
     g.add_argument("--b-std", type=float, dest="b_std", help="hidden bias std b_std")
-    g.add_argument("--data", help=f"dataset: {', '.join(DATA_NAMES)}, or image:PATH "
+    g.add_argument("--data", help=f"dataset: {', '.join(DATA_NAMES)}, image:PATH, "
+                   f"image:P1,P2 or points:FILE.npz (arrays fake, real) "
                    f"(default {d.data})")
     g.add_argument("--preset", help="a GAN(TK)² config <loss>-<arch>-<data>, e.g. "
                    "inf_lsgan-relu-eight_gaussians; explicit options override it")

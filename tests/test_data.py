@@ -130,3 +130,35 @@ def test_blank_image_rejected(tmp_path):
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(p)
     with pytest.raises(ValueError, match="uniform"):
         image_density(str(p))
+
+
+def test_points_file_roundtrip_and_subset(tmp_path):
+    rng = np.random.default_rng(0)
+    fake, real = rng.normal(size=(7, 3)), rng.normal(size=(5, 3))
+    path = tmp_path / "cloud.npz"
+    np.savez(path, fake=fake, real=real)
+    f, r = data.load(f"points:{path}")
+    np.testing.assert_allclose(np.asarray(f), fake.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(r), real.astype(np.float32))
+    f, r = data.load(f"points:{path}", n_fake=4, n_real=2)
+    assert f.shape == (4, 3) and r.shape == (2, 3)
+    np.testing.assert_allclose(np.asarray(f), fake[:4].astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "kw", "match"),
+    [
+        ({"fake": np.zeros((3, 2))}, {}, "'real' is missing"),
+        ({"fake": np.zeros((3, 2)), "real": np.zeros((3, 3))}, {}, "same dimension"),
+        ({"fake": np.zeros(3), "real": np.zeros((3, 1))}, {}, r"shape \(n, d\)"),
+        ({"fake": np.full((3, 2), np.nan), "real": np.zeros((3, 2))}, {}, "non-finite"),
+        ({"fake": np.zeros((3, 2)), "real": np.zeros((3, 2))}, {"n_fake": 4}, "at most 3"),
+    ],
+)
+def test_points_file_bad_input(tmp_path, arrays, kw, match):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=match):
+        data.load(f"points:{path}", **kw)
+    with pytest.raises(ValueError, match="cannot read"):
+        data.load(f"points:{tmp_path / 'missing.npz'}")

@@ -12,6 +12,7 @@ name                   content
 ``ab``                 the letters A (fake) → B (real), rendered with matplotlib
 ``image:PATH``         real from the PNG density at PATH, fake from N(0, 0.5² I₂)
 ``image:P1,P2``        fake from the PNG at P1, real from the PNG at P2
+``points:FILE.npz``    your own point clouds: arrays ``fake`` (n, d) and ``real`` (m, d)
 ``modes_1d``           GAN(TK)²'s fixed 1-D sets (5 + 5 points)
 ``modes_1d_overlap``   GAN(TK)²'s overlapping 1-D sets (5 + 7 points)
 ``two_couples_2d``     GAN(TK)²'s fixed 2-D set (2 + 2 points)

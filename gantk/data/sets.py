@@ -13,7 +13,8 @@ from gantk.data.images import image_density, letter_image, sample_image, shape_i
 
 __all__ = ["NAMES", "digits_images", "load"]
 
-#: Built-in dataset names (``image:PATH`` and ``image:P1,P2`` are accepted too).
+#: Built-in dataset names (``image:PATH``, ``image:P1,P2`` and ``points:FILE.npz`` are
+#: accepted too).
 NAMES: tuple[str, ...] = (
     "eight_gaussians",
     "density",
@@ -75,6 +76,38 @@ def _eight_gaussians(key: jax.Array, n: int, m: int, dtype) -> tuple[Array, Arra
     return fake.astype(dtype), real.astype(dtype)
 
 
+def _points(path: str, n_fake: int | None, n_real: int | None, dtype) -> tuple[Array, Array]:
+    """``points:FILE.npz``: the user's own point clouds (arrays ``fake`` and ``real``)."""
+    if not path:
+        raise ValueError("`name` must be 'points:FILE.npz' with a file path; got 'points:'.")
+    try:
+        with np.load(path) as z:
+            arrays = {k: np.asarray(z[k], dtype=np.float64) for k in ("fake", "real") if k in z}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"`name` 'points:{path}': cannot read an .npz file ({err}).") from None
+    for key in ("fake", "real"):
+        if key not in arrays:
+            raise ValueError(f"`name` 'points:{path}': the .npz file must hold arrays "
+                             f"'fake' and 'real'; '{key}' is missing.")
+        a = arrays[key]
+        if a.ndim != 2 or 0 in a.shape:
+            raise ValueError(f"`name` 'points:{path}': array '{key}' must have shape (n, d) "
+                             f"with n, d >= 1; got {a.shape}.")
+        if not np.isfinite(a).all():
+            raise ValueError(f"`name` 'points:{path}': array '{key}' has non-finite values.")
+    fake, real = arrays["fake"], arrays["real"]
+    if fake.shape[1] != real.shape[1]:
+        raise ValueError(f"`name` 'points:{path}': 'fake' and 'real' must have the same "
+                         f"dimension; got {fake.shape[1]} and {real.shape[1]}.")
+    for given, arr, arg in ((n_fake, fake, "n_fake"), (n_real, real, "n_real")):
+        if given is not None and given > len(arr):
+            raise ValueError(f"`{arg}` must be None or at most {len(arr)} for {path!r}; "
+                             f"got {given}.")
+    fake = fake if n_fake is None else fake[:n_fake]
+    real = real if n_real is None else real[:n_real]
+    return jnp.asarray(fake, dtype), jnp.asarray(real, dtype)
+
+
 def _check_size(value: int | None, name: str) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
@@ -96,7 +129,9 @@ def load(
     ``jax_enable_x64`` the float64 stage silently runs in float32.
 
     Args:
-        name: one of :data:`NAMES`, ``'image:PATH'`` or ``'image:PATH_FAKE,PATH_REAL'``.
+        name: one of :data:`NAMES`, ``'image:PATH'``, ``'image:PATH_FAKE,PATH_REAL'`` or
+            ``'points:FILE.npz'`` (your own point clouds: arrays ``fake`` ``(n, d)`` and
+            ``real`` ``(m, d)``; ``n_fake``/``n_real`` then take the first points).
         n_fake: number of fake particles (default: 500; 1024 for digits).
         n_real: number of real points (default: 500; all 1797 for digits). The fixed sets
             accept only None or their own sizes.
@@ -107,8 +142,9 @@ def load(
         ``fake`` of shape ``(n_fake, d)`` and ``real`` of shape ``(n_real, d)``.
 
     Raises:
-        ValueError: on an unknown name, invalid sizes (e.g. more than 1797 digits), or an
-            unreadable or empty image.
+        ValueError: on an unknown name, invalid sizes (e.g. more than 1797 digits), an
+            unreadable or empty image, or a ``points:`` file without finite 2-D ``fake`` and
+            ``real`` arrays of one dimension.
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a dataset name string; got {name!r}.")
@@ -118,6 +154,8 @@ def load(
         raise ValueError(f"`seed` must be an integer; got {seed!r}.")
     key = jax.random.key(int(seed))
     kind = "image" if name.startswith("image:") else name
+    if name.startswith("points:"):
+        return _points(name[len("points:"):], n_fake, n_real, dtype)
     if kind in _FIXED:
         f, r = (np.asarray(a, dtype=np.float64) for a in _FIXED[kind])
         for given, arr, arg in ((n_fake, f, "n_fake"), (n_real, r, "n_real")):
@@ -127,7 +165,8 @@ def load(
         return jnp.asarray(f, dtype), jnp.asarray(r, dtype)
     if kind not in _DEFAULT_SIZES:
         raise ValueError(
-            f"`name` must be one of {', '.join(NAMES)}, 'image:PATH' or 'image:P1,P2'; "
+            f"`name` must be one of {', '.join(NAMES)}, 'image:PATH', 'image:P1,P2' or "
+            f"'points:FILE.npz'; "
             f"got {name!r}."
         )
     n_def, m_def = _DEFAULT_SIZES[kind]
