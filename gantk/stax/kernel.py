@@ -126,6 +126,20 @@ KernelFn = Callable[..., Any]
 Layer = tuple[Callable, Callable, KernelFn]
 
 
+def _input_moments(
+    x1: Array, x2: Array | None
+) -> tuple[Array, Array, Array, Array | None, Array]:
+    """``(x1, x2 or x1, |x1|²/d, |x2|²/d or None, x1 x2ᵀ/d)`` in the common dtype."""
+    dtype = x1.dtype if x2 is None else jnp.result_type(x1.dtype, x2.dtype)
+    x1 = x1.astype(dtype)
+    d = x1.shape[1]
+    cov1 = jnp.sum(x1 * x1, axis=1) / d
+    other = x1 if x2 is None else x2.astype(dtype)
+    cov2 = None if x2 is None else jnp.sum(other * other, axis=1) / d
+    nngp = jnp.matmul(x1, other.T, precision=lax.Precision.HIGHEST) / d
+    return x1, other, cov1, cov2, nngp
+
+
 def input_kernel(
     x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None, compute_ntk: bool
 ) -> Kernel:
@@ -139,17 +153,8 @@ def input_kernel(
     Returns:
         The input :class:`Kernel` (not Gaussian), in the common dtype of ``x1``/``x2``.
     """
-    dtype = x1.dtype if x2 is None else jnp.result_type(x1.dtype, x2.dtype)
-    x1 = x1.astype(dtype)
-    d = x1.shape[1]
-    cov1 = jnp.sum(x1 * x1, axis=1) / d
-    if x2 is None:
-        other, cov2 = x1, None
-    else:
-        other = x2.astype(dtype)
-        cov2 = jnp.sum(other * other, axis=1) / d
-    nngp = jnp.matmul(x1, other.T, precision=lax.Precision.HIGHEST) / d
-    ntk = jnp.zeros((), dtype) if compute_ntk else None
+    x1, other, cov1, cov2, nngp = _input_moments(x1, x2)
+    ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None
     return Kernel(
         nngp=nngp,
         ntk=ntk,
@@ -347,16 +352,8 @@ _chain.defjvp(_chain_jvp, symbolic_zeros=True)
 
 
 def _evaluate(fn: KernelMap, x1: Array, x2: Array | None, get: Any) -> Any:
-    dtype = x1.dtype if x2 is None else jnp.result_type(x1.dtype, x2.dtype)
-    x1 = x1.astype(dtype)
-    d = x1.shape[1]
-    c1 = jnp.sum(x1 * x1, axis=1) / d
-    if x2 is None:
-        other, c2 = x1, c1
-    else:
-        other = x2.astype(dtype)
-        c2 = jnp.sum(other * other, axis=1) / d
-    n0 = jnp.matmul(x1, other.T, precision=lax.Precision.HIGHEST) / d
+    x1, other, c1, c2, n0 = _input_moments(x1, x2)
+    c2 = c1 if c2 is None else c2
     fields = _fields(get)
     run = _Chain(fn, fields, _needs_ntk(get), x2 is not None, x1.shape, other.shape)
     template = jax.eval_shape(run.kernel, n0, c1, c2)
