@@ -177,7 +177,7 @@ def adequacy_1d(
         ValueError: on points that are not ``(n, 1)``, an empty or non-positive ``widths``,
             ``seeds < 1``, or invalid ``time``/``lr`` (from the trainers).
     """
-    import jax
+    from tqdm.auto import tqdm
 
     from gantk import nets
     from gantk._validate import as_points, check_positive_int
@@ -200,11 +200,9 @@ def adequacy_1d(
     infinite_sgd = _kernel_sgd_generator_loss(loss, k, fake, real, time, lr, pts)
     finite, errors, seed_errors, errors_same_lr = {}, {}, {}, {}
     kernel_errors, linearization_errors = {}, {}
-    from tqdm.auto import tqdm
-
     for width in tqdm(widths, desc="widths", disable=not progress, leave=False):
         wspec = spec.replace(width=width)
-        ntk_fn = jax.jit(nets.empirical_ntk(nets.discriminator_apply(wspec, antisymmetric=True)))
+        ntk_fn = nets.empirical_ntk(nets.discriminator_apply(wspec, antisymmetric=True))
         fits = _finite_discriminators(loss, wspec, fake, real, time, lr, seeds)
         curves = np.stack([np.asarray(D.generator_loss(pts), dtype=np.float64)
                            for _, D in fits])
