@@ -162,18 +162,39 @@ def save_step_figure(
     velocity_fn: Callable | None = None,
     limits: tuple[float, float, float, float] | None = None,
     subtitle: str = "",
+    image_shape: tuple[int, int] | None = None,
 ) -> None:
     """Write the figure of one flow step: data-dependent layout, one PNG.
 
+    - ``image_shape=(h, w)`` (points are flattened ``h × w`` images, e.g. 8×8 digits): a
+      grid of fake particles as images, beside real ones.
     - 2-D data: fake/real scatter over the ``f_τ`` heatmap with the velocity quiver.
     - 1-D data: histograms of fake/real with ``f_τ`` and the velocity as curves.
-    - 64-D data (8×8 digits): a grid of fake particles as images, beside real ones.
     - other dimensions: the first two coordinates.
+
+    Args:
+        path: output PNG path.
+        fake: fake particles ``(n, d)``; real: real points ``(m, d)``.
+        step: the generator step (for the title).
+        values_fn: ``f_τ(points (q, d)) -> (q,)`` (1-D and 2-D data), or None.
+        velocity_fn: ``v(points (q, d)) -> (q, d)`` (1-D and 2-D data), or None.
+        limits: ``(xmin, xmax, ymin, ymax)`` of 2-D plots; default :func:`auto_limits`.
+        subtitle: appended to the title.
+        image_shape: ``(h, w)`` with ``h * w == d`` when the points are images.
+
+    Raises:
+        ValueError: if ``image_shape`` does not match ``d``.
     """
     fake, real = np.asarray(fake), np.asarray(real)
     d = fake.shape[1]
+    _check_image_shape(image_shape, d)
     title = f"step {step}" + (f" — {subtitle}" if subtitle else "")
-    if d == 2:
+    if image_shape is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+        k = min(64, fake.shape[0])
+        plot_image_grid(fake[:k].reshape(k, *image_shape), ax=axes[0], title=f"fake — {title}")
+        plot_image_grid(real[:k].reshape(-1, *image_shape)[:k], ax=axes[1], title="real")
+    elif d == 2:
         fig, ax = plt.subplots(figsize=(5.2, 4.6))
         im = plot_flow_state(ax, fake, real, values_fn=values_fn, velocity_fn=velocity_fn,
                              limits=limits, title=title)
@@ -198,11 +219,6 @@ def save_step_figure(
             ax2.legend(loc="upper left", fontsize=7)
         ax.legend(loc="upper right", fontsize=7)
         ax.set_title(title, fontsize=9)
-    elif d == 64:
-        fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-        k = min(64, fake.shape[0])
-        plot_image_grid(fake[:k].reshape(k, 8, 8), ax=axes[0], title=f"fake — {title}")
-        plot_image_grid(real[:k].reshape(-1, 8, 8)[:k], ax=axes[1], title="real")
     else:
         fig, ax = plt.subplots(figsize=(5, 4.6))
         plot_flow_state(ax, fake[:, :2], real[:, :2], limits=limits,
@@ -217,18 +233,23 @@ def render_frame(
     step: int,
     limits: tuple[float, float, float, float] | None = None,
     size_px: int = 320,
+    image_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Render a small RGB frame (``(size_px, size_px, 3)`` uint8) of a flow state for GIFs.
 
-    2-D data is drawn as scatter; 64-D data as an 8×8 image grid of the first 36 particles;
-    other dimensions by their first coordinates.
+    Image data (``image_shape=(h, w)``) is drawn as an image grid of the first 36
+    particles; other data as a scatter of the first two coordinates (1-D on a line).
+
+    Raises:
+        ValueError: if ``image_shape`` does not match the dimension of the points.
     """
     fake, real = np.asarray(fake), np.asarray(real)
+    _check_image_shape(image_shape, fake.shape[1])
     dpi = 80
     fig = plt.figure(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
-    if fake.shape[1] == 64:
-        plot_image_grid(fake[:36].reshape(-1, 8, 8), ax=ax)
+    if image_shape is not None:
+        plot_image_grid(fake[:36].reshape(-1, *image_shape), ax=ax)
     else:
         f2 = fake[:, :2] if fake.shape[1] >= 2 else np.c_[fake[:, 0], np.zeros(len(fake))]
         r2 = real[:, :2] if real.shape[1] >= 2 else np.c_[real[:, 0], np.zeros(len(real))]
@@ -244,6 +265,13 @@ def render_frame(
     frame = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return frame
+
+
+def _check_image_shape(image_shape: tuple[int, int] | None, d: int) -> None:
+    if image_shape is not None and (len(image_shape) != 2
+                                    or image_shape[0] * image_shape[1] != d):
+        raise ValueError(f"`image_shape` must be (h, w) with h * w = d = {d}; "
+                         f"got {image_shape!r}.")
 
 
 def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], *, fps: float = 8.0) -> None:
@@ -276,7 +304,8 @@ def plot_metrics(
 
     Args:
         path: output PNG path.
-        rows: dicts with a ``'step'`` entry and the ``keys`` (as written to metrics.csv).
+        rows: dicts with a ``'step'`` entry and the ``keys`` (as written to metrics.csv);
+            missing and None values are skipped.
         keys: metric names to draw (positive values on a log axis).
         gen_loss: optional per-step mean generator loss (drawn on its own panel).
         title: figure title.
@@ -286,7 +315,8 @@ def plot_metrics(
     ax = axes[0, 0]
     steps = np.array([r["step"] for r in rows], dtype=float)
     for key in keys:
-        vals = np.array([float(r.get(key, np.nan)) for r in rows], dtype=float)
+        vals = np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows],
+                        dtype=float)
         ok = np.isfinite(vals) & (vals > 0)
         if ok.any():
             ax.plot(steps[ok], vals[ok], marker="o", ms=3, label=key)
@@ -297,7 +327,7 @@ def plot_metrics(
     ax.legend(fontsize=8)
     if gen_loss is not None:
         ax2 = axes[0, 1]
-        g = np.asarray(gen_loss, dtype=float)
+        g = np.asarray([np.nan if v is None else v for v in gen_loss], dtype=float)
         ax2.plot(np.arange(1, len(g) + 1), g, lw=1)
         if np.all(g[np.isfinite(g)] > 0) and np.isfinite(g).any():
             ax2.set_yscale("log")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gantk import run as grun
+from gantk.cli.logger import RunLogger
 
 SMALL = ["--n-particles", "40", "--eta", "80", "--steps", "20", "--log-every", "10",
          "--no-progress",
@@ -65,7 +66,7 @@ def test_run_writes_all_outputs(tmp_path, capsys):
     assert code == 0
     d = tmp_path / "r"
     cfg = json.loads((d / "config.json").read_text())
-    assert cfg["loss"] == "ipm" and cfg["kernel"] == "relu" and cfg["n_particles"] == 40
+    assert cfg["loss"] == "ipm" and cfg["arch"] == "relu" and cfg["n_particles"] == 40
     rows = list(csv.DictReader(open(d / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [0, 10, 20]
     assert set(grun.CSV_FIELDS) <= set(rows[0])
@@ -95,16 +96,16 @@ def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
             "--metrics", "energy", "--no-figures", "--out", str(tmp_path)]
     assert grun.main([*args, "--name", "full"]) == 0
 
-    orig_log = grun._Run.log
+    orig_log = RunLogger.log
 
     def interrupting_log(self, state, step, gen_loss):
         orig_log(self, state, step, gen_loss)
         if step == 20:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(grun._Run, "log", interrupting_log)
+    monkeypatch.setattr(RunLogger, "log", interrupting_log)
     assert grun.main([*args, "--name", "cut"]) == 130
-    monkeypatch.setattr(grun._Run, "log", orig_log)
+    monkeypatch.setattr(RunLogger, "log", orig_log)
     ck = np.load(tmp_path / "cut" / "checkpoint.npz")
     assert int(ck["step"]) == 20
     assert not (tmp_path / "cut" / "particles_30.npz").exists()
@@ -135,11 +136,12 @@ def test_divergence_exits_1_and_keeps_last_finite_state(tmp_path, capsys):
 def test_preset_resolution():
     p = grun.build_parser()
     cfg = grun.resolve_config(p.parse_args(["--preset", "inf_lsgan-relu_nobias-eight_gaussians"]))
-    assert (cfg.loss, cfg.kernel, cfg.eta, cfg.time, cfg.width) == (
-        "lsgan", "relu-nobias", 1000.0, 1.0, "inf")
+    assert (cfg.loss, cfg.arch, cfg.eta, cfg.time, cfg.width) == (
+        "lsgan", "relu-nobias", 1000.0, 1.0, None)
+    assert cfg.spec.b_std == 0.0
     cfg = grun.resolve_config(p.parse_args(["--preset", "ipm_reset-relu-eight_gaussians",
                                             "--eta", "10"]))
-    assert cfg.reset and cfg.width == "128" and cfg.discr_lr == 0.1 and cfg.eta == 10.0
+    assert cfg.reset and cfg.width == 128 and cfg.discr_lr == 0.1 and cfg.eta == 10.0
     cfg = grun.resolve_config(p.parse_args(["--preset", "inf_ipm-relu-digits"]))
     assert cfg.data == "digits" and cfg.n_particles == 1024 and cfg.time == 1000.0
 
@@ -160,7 +162,7 @@ def test_finite_width_runs_make_progress(tmp_path, extra):
     rows = list(csv.DictReader(open(tmp_path / "fw" / "metrics.csv")))
     assert float(rows[-1]["energy"]) < 0.9 * float(rows[0]["energy"])
     cfg = json.loads((tmp_path / "fw" / "config.json").read_text())
-    assert cfg["width"] == "64"
+    assert cfg["width"] == 64
 
 
 def test_generator_mlp_run(tmp_path):

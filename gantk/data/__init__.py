@@ -28,10 +28,12 @@ y = +1) with standard deviations (1/w, 1/h).
 from __future__ import annotations
 
 from gantk.data.images import ImageDensity, image_density, letter_image, sample_image, shape_image
-from gantk.data.sets import NAMES, digits_images, load
+from gantk.data.sets import NAMES, SEED_MAX, SEED_MIN, digits_images, load
 
 __all__ = [
     "NAMES",
+    "SEED_MAX",
+    "SEED_MIN",
     "ImageDensity",
     "digits_images",
     "image_density",

@@ -10,6 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, UnidentifiedImageError
 
 __all__ = ["ImageDensity", "image_density", "letter_image", "sample_image", "shape_image"]
 
@@ -31,9 +34,9 @@ class ImageDensity(NamedTuple):
 
 def _to_grey(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     if isinstance(image, str | os.PathLike):
-        from PIL import Image, UnidentifiedImageError
-
         path = os.fspath(image)
+        if os.path.isdir(path):
+            raise ValueError(f"`image` must be an image file; {path!r} is a folder.")
         if not os.path.isfile(path):
             raise ValueError(f"`image` must be a readable PNG file; {path!r} does not exist.")
         try:
@@ -110,9 +113,6 @@ def letter_image(letter: str, size: int = 64) -> np.ndarray:
     """
     if not isinstance(letter, str) or len(letter) != 1:
         raise ValueError(f"`letter` must be a single character; got {letter!r}.")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(1, 1), dpi=size)
     canvas = FigureCanvasAgg(fig)
     fig.text(0.5, 0.45, letter, ha="center", va="center", fontsize=0.8 * 72,

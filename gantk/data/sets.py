@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import zipfile
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +14,10 @@ from jaxtyping import Array, Float
 
 from gantk.data.images import image_density, letter_image, sample_image, shape_image
 
-__all__ = ["NAMES", "digits_images", "load"]
+__all__ = ["NAMES", "SEED_MAX", "SEED_MIN", "digits_images", "load"]
+
+#: Range of accepted seeds (JAX PRNG seeds are 64-bit integers).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 #: Built-in dataset names (``image:PATH``, ``image:P1,P2`` and ``points:FILE.npz`` are
 #: accepted too).
@@ -80,21 +86,33 @@ def _points(path: str, n_fake: int | None, n_real: int | None, dtype) -> tuple[A
     """``points:FILE.npz``: the user's own point clouds (arrays ``fake`` and ``real``)."""
     if not path:
         raise ValueError("`name` must be 'points:FILE.npz' with a file path; got 'points:'.")
+    if os.path.isdir(path):
+        raise ValueError(f"`name` 'points:{path}': {path!r} is a folder, not an .npz file.")
     try:
-        with np.load(path) as z:
-            arrays = {k: np.asarray(z[k], dtype=np.float64) for k in ("fake", "real") if k in z}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"`name` 'points:{path}': cannot read an .npz file ({err}).") from None
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"`name` 'points:{path}': an .npy file holds one array; "
+                                 "save the arrays 'fake' and 'real' with numpy.savez into an "
+                                 ".npz file.")
+            arrays = {k: np.asarray(z[k]) for k in ("fake", "real") if k in z}
+    except FileNotFoundError:
+        raise ValueError(f"`name` 'points:{path}': {path!r} does not exist.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if str(err).startswith("`name`"):
+            raise
+        raise ValueError(f"`name` 'points:{path}': cannot read an .npz file "
+                         f"({_first_line(err)}).") from None
     for key in ("fake", "real"):
         if key not in arrays:
             raise ValueError(f"`name` 'points:{path}': the .npz file must hold arrays "
                              f"'fake' and 'real'; '{key}' is missing.")
         a = arrays[key]
+        if a.dtype.kind not in "iuf":
+            raise ValueError(f"`name` 'points:{path}': array '{key}' must hold real numbers; "
+                             f"got dtype {a.dtype}.")
         if a.ndim != 2 or 0 in a.shape:
             raise ValueError(f"`name` 'points:{path}': array '{key}' must have shape (n, d) "
                              f"with n, d >= 1; got {a.shape}.")
-        if not np.isfinite(a).all():
-            raise ValueError(f"`name` 'points:{path}': array '{key}' has non-finite values.")
     fake, real = arrays["fake"], arrays["real"]
     if fake.shape[1] != real.shape[1]:
         raise ValueError(f"`name` 'points:{path}': 'fake' and 'real' must have the same "
@@ -105,7 +123,19 @@ def _points(path: str, n_fake: int | None, n_real: int | None, dtype) -> tuple[A
                              f"got {given}.")
     fake = fake if n_fake is None else fake[:n_fake]
     real = real if n_real is None else real[:n_real]
+    for key, a in (("fake", fake), ("real", real)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = a.astype(np.float64).astype(dtype)
+        if not np.isfinite(cast).all():
+            raise ValueError(f"`name` 'points:{path}': array '{key}' has values that are not "
+                             f"finite in {np.dtype(dtype).name} (NaN, inf, or beyond "
+                             f"±{float(jnp.finfo(dtype).max):.3g}).")
     return jnp.asarray(fake, dtype), jnp.asarray(real, dtype)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_size(value: int | None, name: str) -> None:
@@ -135,16 +165,17 @@ def load(
         n_fake: number of fake particles (default: 500; 1024 for digits).
         n_real: number of real points (default: 500; all 1797 for digits). The fixed sets
             accept only None or their own sizes.
-        seed: random seed (an int).
-        dtype: output floating dtype.
+        seed: random seed, a 64-bit integer.
+        dtype: output floating dtype (float16, bfloat16, float32, float64).
 
     Returns:
         ``fake`` of shape ``(n_fake, d)`` and ``real`` of shape ``(n_real, d)``.
 
     Raises:
-        ValueError: on an unknown name, invalid sizes (e.g. more than 1797 digits), an
-            unreadable or empty image, or a ``points:`` file without finite 2-D ``fake`` and
-            ``real`` arrays of one dimension.
+        ValueError: on an unknown name, invalid sizes (e.g. more than 1797 digits), a seed
+            outside the 64-bit range, a non-floating ``dtype``, an unreadable or empty image,
+            a ``points:`` file without 2-D ``fake`` and ``real`` arrays of one dimension, or
+            points that are not finite once cast to ``dtype`` (e.g. 1e39 in float32).
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a dataset name string; got {name!r}.")
@@ -152,6 +183,25 @@ def load(
     _check_size(n_real, "n_real")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"`seed` must be an integer; got {seed!r}.")
+    if not SEED_MIN <= int(seed) <= SEED_MAX:
+        raise ValueError(f"`seed` must be a 64-bit integer in [{SEED_MIN}, {SEED_MAX}]; "
+                         f"got {seed}.")
+    try:
+        floating = bool(jnp.issubdtype(dtype, jnp.floating))
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ValueError(f"`dtype` must be a floating dtype (float32, float64...); got {dtype!r}.")
+    fake, real = _load(name, n_fake, n_real, int(seed), dtype)
+    for arg, a in (("fake", fake), ("real", real)):
+        if not bool(np.isfinite(np.asarray(a)).all()):
+            raise ValueError(f"`name` {name!r}: the {arg} points are not finite in "
+                             f"{np.dtype(dtype).name}.")
+    return fake, real
+
+
+def _load(name: str, n_fake: int | None, n_real: int | None, seed: int,
+          dtype: Any) -> tuple[Array, Array]:
     key = jax.random.key(int(seed))
     kind = "image" if name.startswith("image:") else name
     if name.startswith("points:"):
