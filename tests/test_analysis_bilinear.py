@@ -55,7 +55,7 @@ def test_matrix_game_spectrum():
     game = b.BilinearGame(A)
     ev = np.linalg.eigvals(np.asarray(game.jacobian()))
     ref = np.asarray(game.eigenvalues())
-    key = lambda e: np.lexsort((e.imag.round(8), e.real.round(8)))  # noqa: E731
+    key = lambda e: np.lexsort((e.imag.round(8), e.real.round(8)))
     np.testing.assert_allclose(ev[key(ev)], ref[key(ref)], atol=1e-10)
 
 

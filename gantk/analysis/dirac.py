@@ -283,7 +283,7 @@ def _steps(h: Any, h_d: Any) -> tuple[Any, Any]:
 def update_map(
     game: DiracGAN | str, h: float | Array, method: str = "simultaneous", h_d: Any = None
 ) -> Callable[[Array], Array]:
-    """One step of discrete-time training, ``x_{k+1} = F(x_k)`` for ``x = (θ, ψ)`` of shape ``(2,)``.
+    """One step of discrete-time training, ``x_{k+1} = F(x_k)``, ``x = (θ, ψ)`` of shape ``(2,)``.
 
     ``'simultaneous'``: ``θ ← θ + h v_θ(θ, ψ)``, ``ψ ← ψ + h_d v_ψ(θ, ψ)``;
     ``'alternating'``: generator first, then ``ψ ← ψ + h_d v_ψ(θ_new, ψ)``. WGAN clips

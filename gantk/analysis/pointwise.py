@@ -241,7 +241,7 @@ def rest_point(
     """
     lo = get(loss)
     p_d = _p_d(p_d)
-    g = lambda d: _d(lo.f1)(d) + _d(lo.f2)(d)  # noqa: E731
+    g = lambda d: _d(lo.f1)(d) + _d(lo.f2)(d)
     dg = jax.grad(g)
     d = jnp.asarray(float(D0), jnp.result_type(float))
     degenerate = False
