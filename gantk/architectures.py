@@ -191,7 +191,10 @@ def get_spec(
 
     Args:
         name: one of :data:`KERNELS` (``'relu'``, ``'relu-nobias'``, ``'rbf'``, ...).
-        depth, W_std, b_std, width: replace the preset's value when not None.
+        depth: replaces the preset's value when not None.
+        W_std: replaces the preset's value when not None.
+        b_std: replaces the preset's value when not None.
+        width: replaces the preset's value when not None.
 
     Raises:
         ValueError: on an unknown name or an invalid override.

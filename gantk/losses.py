@@ -272,7 +272,9 @@ def custom(
     """A user loss from three elementwise JAX functions (solved with the ODE solver).
 
     Args:
-        a, b, c: elementwise ``f -> a(f)``, ``b(f)``, ``c(f)`` (see :class:`Loss`).
+        a: elementwise ``f -> a(f)``, the discriminator's loss on fake points (see :class:`Loss`).
+        b: elementwise ``f -> b(f)``, the discriminator's loss on real points.
+        c: elementwise ``f -> c(f)``, the generator's loss per particle.
         name: a label.
         smooth: set False if ``a`` or ``b`` has kinks (see :attr:`Loss.smooth`).
 

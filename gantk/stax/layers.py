@@ -311,8 +311,9 @@ def FanInSum() -> Layer:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
 
     Raises:
-        The kernel_fn raises ValueError when the branch widths differ and
-        NotImplementedError when several branches are not Gaussian (as NT does).
+        ValueError: (from ``kernel_fn``) when the branch widths differ.
+        NotImplementedError: (from ``kernel_fn``) when several branches are not Gaussian
+            (as NT does).
     """
 
     def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
