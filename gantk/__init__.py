@@ -61,3 +61,28 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+# neural-tangents toolkit functions (issue #15), exported lazily like the names above.
+_ATTRS.update(
+    {
+        "monte_carlo_kernel_fn": ("gantk.monte_carlo", "monte_carlo_kernel_fn"),
+        "empirical_kernel_fn": ("gantk.empirical", "empirical_kernel_fn"),
+        "empirical_ntk_fn": ("gantk.empirical", "empirical_ntk_fn"),
+        "empirical_nngp_fn": ("gantk.empirical", "empirical_nngp_fn"),
+        "NtkImplementation": ("gantk.empirical", "NtkImplementation"),
+        "batch": ("gantk.batching", "batch"),
+    }
+)
+_SUBMODULES += ("predict", "empirical", "monte_carlo", "batching")
+__all__ += [
+    "monte_carlo_kernel_fn",
+    "empirical_kernel_fn",
+    "empirical_ntk_fn",
+    "empirical_nngp_fn",
+    "NtkImplementation",
+    "batch",
+    "predict",
+    "empirical",
+    "monte_carlo",
+    "batching",
+]

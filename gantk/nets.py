@@ -58,6 +58,7 @@ from gantk._validate import (
     check_positive_int,
 )
 from gantk.architectures import MLPSpec
+from gantk.empirical import NtkImplementation, empirical_ntk_fn
 from gantk.solution import AbstractDiscriminator
 
 __all__ = [
@@ -334,26 +335,15 @@ def empirical_ntk(
     check_choice(implementation, "implementation", NTK_IMPLEMENTATIONS)
     if not callable(apply_fn):
         raise ValueError(f"`apply_fn` must be callable; got {type(apply_fn).__name__}.")
-
-    def contract(x1: Array, x2: Array | None, params: Params) -> Array:
-        same = x2 is None
-        x2 = x1 if same else x2
-        n1, n2 = x1.shape[0], x2.shape[0]
-        if implementation == "jacobian":
-            j1 = _per_example_jacobian(apply_fn, params, x1)
-            j2 = j1 if same else _per_example_jacobian(apply_fn, params, x2)
-            blocks = jax.tree.map(lambda a, b: a.reshape(n1, -1) @ b.reshape(n2, -1).T, j1, j2)
-            return sum(jax.tree.leaves(blocks))
-        # 'ntvp': column j = J1 (J2ᵀ e_j), one VJP and one JVP per column
-        out2, vjp2 = jax.vjp(lambda p: apply_fn(p, x2), params)
-
-        def column(e: Array) -> Array:
-            (cotangent,) = vjp2(e)
-            return jax.jvp(lambda p: apply_fn(p, x1), (params,), (cotangent,))[1]
-
-        return jax.lax.map(column, jnp.eye(n2, dtype=out2.dtype)).T
-
-    contract_jit = jax.jit(contract)
+    # A thin case of the general empirical kernel: scalar outputs (n,), nothing traced;
+    # 'jacobian' computes per-example Jacobians (vmap over the batch axis).
+    if implementation == "jacobian":
+        impl, vmap_axes = NtkImplementation.JACOBIAN_CONTRACTION, 0
+    else:
+        impl, vmap_axes = NtkImplementation.NTK_VECTOR_PRODUCTS, None
+    contract_jit = jax.jit(
+        empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=vmap_axes, implementation=impl)
+    )
 
     def ntk_fn(x1: Array, x2: Array | None, params: Params) -> Array:
         x1 = _as_points(x1, "x1")

@@ -36,6 +36,7 @@ from gantk.stax.layers import (
     Identity,
     LayerNorm,
     parallel,
+    repeat,
     serial,
 )
 
@@ -60,5 +61,6 @@ __all__ = [
     "nngp",
     "ntk",
     "parallel",
+    "repeat",
     "serial",
 ]

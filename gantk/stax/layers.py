@@ -21,6 +21,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from gantk._validate import check_choice, check_nonneg, check_positive_int
 from gantk.stax.kernel import Kernel, Layer, kernel_map, make_layer
@@ -33,6 +35,7 @@ __all__ = [
     "Identity",
     "LayerNorm",
     "parallel",
+    "repeat",
     "serial",
 ]
 
@@ -242,6 +245,87 @@ def serial(*layers: Layer) -> Layer:
 
     names = ", ".join(getattr(layer[2], "_gantk_name", "?") for layer in layers)
     return make_layer(init_fn, apply_fn, fn, f"serial({names})")
+
+
+def _tree_signature(tree: Any) -> Any:
+    """Structure, static metadata, shapes and dtypes of a pytree (what ``lax.scan`` needs)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(jnp.shape(x)), jnp.result_type(x)) for x in leaves)
+
+
+def repeat(layer: Layer, n: int) -> Layer:
+    """Compose ``layer`` with itself ``n`` times in a compiled loop, NT's ``stax.repeat``.
+
+    Same values as ``serial(*([layer] * n))`` (independent parameters for each copy, drawn
+    with the same key sequence as NT's ``repeat``), but the layer is traced and compiled
+    once (:func:`jax.lax.scan`), so compile time does not grow with ``n``. The kernel map
+    is applied once unrolled (to settle e.g. an NTK that is still the scalar 0 of the
+    input) and then ``n - 1`` times in a scan, as in NT.
+
+    Args:
+        layer: an ``(init_fn, apply_fn, kernel_fn)`` triple whose ``apply_fn`` keeps the
+            shape of its input and whose ``kernel_fn`` keeps the :class:`Kernel` metadata
+            (``is_gaussian``, shapes), e.g. ``serial(Erf(), Dense(512))`` after a Dense.
+        n: number of repetitions, ``>= 0`` (0 is the identity).
+
+    Returns:
+        The repeated triple. ``init_fn`` returns parameters stacked along a leading axis
+        of length ``n`` (one slice per copy).
+
+    Raises:
+        ValueError: if ``layer`` is not a gantk.stax triple or ``n`` is not a
+            non-negative integer; ``init_fn`` when the layer changes the input shape; the
+            kernel_fn when the layer changes the kernel's metadata or array shapes (use
+            ``serial(*([layer] * n))`` there).
+    """
+    (fn_once,) = _check_layers([layer], "repeat")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"`n` must be a non-negative integer; got {n!r}.")
+    n = int(n)
+    layer_init, layer_apply = layer[0], layer[1]
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
+        out_shape, _ = layer_init(key, input_shape)
+        if _shapes(out_shape) != _shapes(input_shape):
+            raise ValueError(
+                f"repeat: the layer maps input shape {input_shape} to {out_shape}; it must "
+                "keep the shape (use serial(*([layer] * n)) instead)."
+            )
+
+        def body(k: jax.Array, _: Any) -> tuple[jax.Array, Any]:
+            k, layer_key = jax.random.split(k)
+            return k, layer_init(layer_key, input_shape)[1]
+
+        _, params = lax.scan(body, key, None, length=n)
+        return input_shape, params
+
+    def apply_fn(params: Any, x: Any, **kwargs: Any) -> Any:
+        return lax.scan(lambda h, p: (layer_apply(p, h, **kwargs), None), x, params, length=n)[0]
+
+    def fn(k: Any) -> Any:
+        if n == 0:
+            return k
+        k = fn_once(k)
+        if n == 1:
+            return k
+        before = _tree_signature(k)
+        after = _tree_signature(jax.eval_shape(fn_once, k))
+        if before != after:
+            raise ValueError(
+                "repeat: the layer changes the kernel's metadata or shapes "
+                f"({before} -> {after}); use serial(*([layer] * n)) instead."
+            )
+        return lax.scan(lambda c, _: (fn_once(c), None), k, None, length=n - 1)[0]
+
+    name = getattr(layer[2], "_gantk_name", "?")
+    return make_layer(init_fn, apply_fn, fn, f"repeat({name}, {n})")
+
+
+def _shapes(shape: Any) -> Any:
+    """A shape or nested list of shapes as nested tuples of ints (for comparisons)."""
+    if isinstance(shape, (tuple, list)) and all(isinstance(i, (int, np.integer)) for i in shape):
+        return tuple(int(i) for i in shape)
+    return tuple(_shapes(s) for s in shape)
 
 
 def parallel(*layers: Layer) -> Layer:
