@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         diff = float(jnp.linalg.norm(fk - fe) / jnp.linalg.norm(fe))
         print(
             f"{f'{n}+{n}':>11} {te:9.3f} {tk:9.3f} {te / tk:7.1f}x "
-            f"{int(Dk.info['iterations']):6d} {float(Dk.info['residual']):9.1e} {diff:9.1e}",
+            f"{int(Dk.stats.iterations):6d} {float(Dk.stats.residual):9.1e} {diff:9.1e}",
             flush=True,
         )
     cmd = f"{sys.executable} benchmarks/krylov.py --sizes {' '.join(map(str, args.sizes))}"

@@ -21,21 +21,29 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from gantk import stax
 from gantk._validate import check_choice, check_nonneg, check_positive_int
 
 __all__ = ["ACTIVATIONS", "KERNELS", "MLPSpec", "get_spec", "kernel_from_name"]
 
+#: The one activation table: name -> (the :mod:`gantk.stax` layer, its default parameters
+#: (NT's defaults)). The stax layer gives the infinite-width kernel *and*, through its
+#: ``apply_fn``, the elementwise function of the finite flax twin (:mod:`gantk.nets`).
+_ACTIVATION_TABLE: dict[str, tuple[Callable[..., Any], dict[str, float]]] = {
+    "relu": (stax.Relu, {}),
+    "leaky_relu": (stax.LeakyRelu, {"alpha": 0.2}),
+    "abs": (stax.Abs, {}),
+    "abrelu": (stax.ABRelu, {"a": 0.0, "b": 1.0}),
+    "erf": (stax.Erf, {"a": 1.0, "b": 1.0, "c": 0.0}),
+    "gelu": (stax.Gelu, {}),
+    "sin": (stax.Sin, {"a": 1.0, "b": 1.0, "c": 0.0}),
+    "rbf": (stax.Rbf, {"gamma": 1.0}),
+    "identity": (stax.Identity, {}),
+}
+
 #: Activations an :class:`MLPSpec` may use, with their default parameters (NT's defaults).
 ACTIVATIONS: dict[str, dict[str, float]] = {
-    "relu": {},
-    "leaky_relu": {"alpha": 0.2},
-    "abs": {},
-    "abrelu": {"a": 0.0, "b": 1.0},
-    "erf": {"a": 1.0, "b": 1.0, "c": 0.0},
-    "gelu": {},
-    "sin": {"a": 1.0, "b": 1.0, "c": 0.0},
-    "rbf": {"gamma": 1.0},
-    "identity": {},
+    name: defaults for name, (_, defaults) in _ACTIVATION_TABLE.items()
 }
 
 
@@ -107,22 +115,10 @@ class MLPSpec:
         return dataclasses.replace(self, **changes)
 
     def stax_activation(self) -> tuple[Callable, Callable, Callable]:
-        """The :mod:`gantk.stax` layer of this spec's activation."""
-        from gantk import stax
-
-        p = self.activation_params
-        layers = {
-            "relu": lambda: stax.Relu(),
-            "leaky_relu": lambda: stax.LeakyRelu(p["alpha"]),
-            "abs": lambda: stax.Abs(),
-            "abrelu": lambda: stax.ABRelu(p["a"], p["b"]),
-            "erf": lambda: stax.Erf(p["a"], p["b"], p["c"]),
-            "gelu": lambda: stax.Gelu(),
-            "sin": lambda: stax.Sin(p["a"], p["b"], p["c"]),
-            "rbf": lambda: stax.Rbf(p["gamma"]),
-            "identity": lambda: stax.Identity(),
-        }
-        return layers[self.activation]()
+        """The :mod:`gantk.stax` layer of this spec's activation (its ``apply_fn`` is the
+        elementwise function the finite-width twin uses)."""
+        layer, _ = _ACTIVATION_TABLE[self.activation]
+        return layer(**self.activation_params)
 
     def stax(self) -> tuple[Callable, Callable, Callable]:
         """Build the NT-compatible ``(init_fn, apply_fn, kernel_fn)`` triple of this MLP.
@@ -161,8 +157,6 @@ class MLPSpec:
         (only the read-out layer is trained); the ``k`` of Franceschi et al. (ICML 2022),
         eq. (6), to pass to :func:`gantk.discriminator`.
         """
-        from gantk import stax
-
         kfn = self.kernel_fn()
         return stax.ntk(kfn) if self.kernel == "ntk" else stax.nngp(kfn)
 

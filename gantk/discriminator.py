@@ -20,6 +20,8 @@ does all three (like ott's ``solve``).
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -139,3 +141,19 @@ def discriminator(
             "not into discriminator()."
         )
     return solver(problem, throw=throw)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`discriminator`.
+
+    Importing the submodule ``gantk.discriminator`` (``from gantk.discriminator import
+    ...``, or indirectly through :mod:`gantk.flows`) makes Python bind the *module* to the
+    package attribute ``gantk.discriminator``, shadowing the function of the same name;
+    making the module callable keeps ``gantk.discriminator(...)`` working either way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Discriminator:
+        return discriminator(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -9,7 +9,7 @@ where :math:`f_\\tau` is the discriminator trained for integration time :math:`\
 current fake particles and the real points. For the IPM loss this is the MMD gradient flow
 with kernel ``k``.
 
-**One step for every discriminator.** A *fit* (:class:`AbstractFit`) turns
+**One step for every discriminator.** A *fit* (:class:`gantk.fits.AbstractFit`) turns
 ``(fake, real, carry, key)`` into a trained :class:`~gantk.solution.AbstractDiscriminator`:
 :class:`InfiniteWidthFit` (any solver of :mod:`gantk.solvers`) or :class:`FiniteWidthFit`
 (a flax network trained by SGD). :func:`flow_step` builds the one particle-flow step from
@@ -33,10 +33,6 @@ stops after that chunk.
 
 from __future__ import annotations
 
-import abc
-import functools
-import math
-import time as _time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -45,20 +41,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
-from tqdm.auto import tqdm
 
-from gantk import nets
-from gantk._validate import (
-    as_points,
-    check_int,
-    check_nonneg,
-    check_positive,
-    check_positive_int,
-)
-from gantk.architectures import MLPSpec, kernel_from_name
-from gantk.discriminator import discriminator
+from gantk._loop import ChunkResult, StepOutput, guard, run_chunked
+from gantk._validate import as_points, check_nonneg, check_positive_int
+from gantk.architectures import kernel_from_name
+from gantk.fits import AbstractFit, FiniteWidthFit, InfiniteWidthFit
 from gantk.sharding import sharded_value_and_velocity
-from gantk.solution import AbstractDiscriminator
 
 __all__ = [
     "AbstractFit",
@@ -71,6 +59,7 @@ __all__ = [
     "StepOutput",
     "finite_width_step",
     "flow_step",
+    "guard",
     "generator_step",
     "infinite_width_step",
     "particle_flow",
@@ -78,6 +67,7 @@ __all__ = [
     "step_size_from_eta",
     "train_generator",
 ]
+
 
 class FlowState(NamedTuple):
     """State of a particle flow, a pytree carried through ``lax.scan``.
@@ -120,46 +110,6 @@ class GeneratorState(NamedTuple):
     disc_params: Any = None
 
 
-class ChunkResult(NamedTuple):
-    """What :func:`run_chunked` returns.
-
-    Attributes:
-        state: the final state (a :class:`FlowState` or :class:`GeneratorState`).
-        steps_done: number of steps actually run.
-        wall_time: seconds spent in :func:`run_chunked`, compilation included.
-        step_time: seconds per step, measured on chunks after the first (jit-warm);
-            ``nan`` when only one chunk ran.
-        stopped: ``None``, ``'diverged'``, ``'callback'`` or ``'interrupted'``.
-        gen_loss: per-step mean generator loss recorded inside the scan, shape
-            ``(steps_done,)``.
-        discriminator: for steps that return a :class:`StepOutput`, the discriminator
-            fitted at the last step run (on the particles it then moved, ``D.fake``);
-            else None.
-    """
-
-    state: Any
-    steps_done: int
-    wall_time: float
-    step_time: float
-    stopped: str | None
-    gen_loss: Array
-    discriminator: Any = None
-
-
-class StepOutput(NamedTuple):
-    """What a :class:`FlowStep` returns next to the new state.
-
-    Attributes:
-        gen_loss: mean generator loss ``mean_i c(f(x_i))`` at the step's input particles
-            (scalar); in :func:`run_chunked`'s ``on_chunk`` the chunk's per-step values.
-        discriminator: the discriminator fitted at the step, on the input particles
-            (an :class:`~gantk.solution.AbstractDiscriminator`).
-    """
-
-    gen_loss: Array
-    discriminator: Any
-
-
 def step_size_from_eta(eta: float, n_particles: int) -> float:
     """Per-particle step ``h`` equivalent to GAN(TK)²'s learning rate ``eta``.
 
@@ -172,111 +122,6 @@ def step_size_from_eta(eta: float, n_particles: int) -> float:
     check_nonneg(eta, "eta")
     check_positive_int(n_particles, "n_particles")
     return float(eta) / n_particles
-
-
-def _guard(new: Any, old: Any, step: Array, diverged_at: Array) -> tuple[Any, Array]:
-    """Keep ``old`` (and record ``step``) if ``new`` has a non-finite leaf."""
-    leaves = jax.tree_util.tree_leaves(new)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-    ok = finite & (diverged_at < 0)
-    out = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-    diverged_at = jnp.where((diverged_at < 0) & ~finite, step, diverged_at)
-    return out, diverged_at
-
-
-class AbstractFit(eqx.Module):
-    """How a flow trains its discriminator: ``fit(fake, real, carry, key) -> D``.
-
-    ``carry`` is what the previous fit left in ``D.carry`` (finite width: the network
-    parameters; infinite width: None) and ``key`` a fresh PRNG key. Implementations:
-    :class:`InfiniteWidthFit`, :class:`FiniteWidthFit`; any callable with this signature
-    returning an :class:`~gantk.solution.AbstractDiscriminator` works in
-    :func:`generator_step` too.
-    """
-
-    @abc.abstractmethod
-    def __call__(
-        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
-    ) -> AbstractDiscriminator:
-        """Train the discriminator on ``fake`` (n, d) vs ``real`` (m, d)."""
-
-    def init(self, key: Array, dim: int) -> Any:
-        """The initial ``carry`` for input dimension ``dim`` (None unless overridden)."""
-        return None
-
-
-class InfiniteWidthFit(AbstractFit):
-    """The infinite-width (NTK-regime) discriminator of :func:`gantk.discriminator`.
-
-    Attributes:
-        loss: a loss name or :class:`gantk.losses.Loss`.
-        kernel: ``k(x1, x2) -> (n1, n2)``, e.g. ``MLPSpec().kernel()``.
-        time: training time ``tau`` (``inf`` allowed for quadratic losses).
-        options: keyword arguments of :func:`gantk.discriminator` (``solver``,
-            solver options, ``block_size``...), as a tuple of ``(name, value)`` pairs.
-    """
-
-    loss: Any = eqx.field(static=True)
-    kernel: Callable = eqx.field(static=True)
-    time: float
-    options: tuple[tuple[str, Any], ...] = eqx.field(static=True, default=())
-
-    def __call__(
-        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
-    ) -> AbstractDiscriminator:
-        """``discriminator(loss, kernel, fake, real, time, **options)``; ignores carry, key."""
-        return discriminator(self.loss, self.kernel, fake, real, self.time, **dict(self.options))
-
-
-class FiniteWidthFit(AbstractFit):
-    """A finite-width flax discriminator trained by SGD (``nets.fit_finite_discriminator``).
-
-    Each fit trains for ``round(time / lr)`` SGD steps (one step with ``single_step``,
-    GAN(TK)²'s mode with a persistent discriminator), starting from ``carry`` (the previous
-    parameters) or, with ``reset``, from a fresh initialization drawn from ``key``.
-
-    Attributes:
-        loss: a loss name or :class:`gantk.losses.Loss`.
-        spec: the :class:`gantk.architectures.MLPSpec` (its ``width`` is the finite width).
-        time: training time ``tau > 0`` (SGD steps × ``lr``).
-        lr: SGD learning rate ``> 0``.
-        reset: re-initialize at every fit.
-        antisymmetric: use the antisymmetric wrapper so that ``f_0 = 0``.
-        single_step: one SGD step per fit.
-
-    Raises:
-        ValueError: if ``lr`` or ``time`` is not positive or ``spec`` is not an MLPSpec.
-    """
-
-    loss: Any = eqx.field(static=True)
-    spec: MLPSpec = eqx.field(static=True)
-    time: float = eqx.field(static=True)
-    lr: float = eqx.field(static=True)
-    reset: bool = eqx.field(static=True, default=False)
-    antisymmetric: bool = eqx.field(static=True, default=True)
-    single_step: bool = eqx.field(static=True, default=False)
-
-    def __check_init__(self) -> None:
-        if not isinstance(self.spec, MLPSpec):
-            raise ValueError(f"`spec` must be an MLPSpec; got {type(self.spec).__name__}.")
-        check_positive(self.lr, "lr")
-        check_positive(self.time, "time")
-
-    def init(self, key: Array, dim: int) -> Any:
-        """Fresh parameters (:func:`gantk.nets.init_discriminator`) for inputs of ``dim``."""
-        return nets.init_discriminator(key, self.spec, dim, antisymmetric=self.antisymmetric)
-
-    def __call__(
-        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
-    ) -> AbstractDiscriminator:
-        """Train from ``carry`` (or a fresh init with ``reset``) on ``fake`` vs ``real``."""
-        params = self.init(key, fake.shape[-1]) if self.reset else carry
-        return nets.fit_finite_discriminator(
-            self.loss, self.spec, params, fake, real,
-            self.lr if self.single_step else self.time, self.lr,
-            antisymmetric=self.antisymmetric,
-        )  # fmt: skip
-
 
 class FlowStep(eqx.Module):
     """One particle-flow step: fit the discriminator, move ``fake += h v(fake)``.
@@ -303,13 +148,15 @@ class FlowStep(eqx.Module):
     def __check_init__(self) -> None:
         check_nonneg(self.step_size, "step_size")
 
-    def __call__(self, state: FlowState, real: Float[Array, "m d"]) -> tuple[FlowState, StepOutput]:
+    def __call__(
+        self, state: FlowState, real: Float[Array, "m d"]
+    ) -> tuple[FlowState, StepOutput]:
         """Advance ``state`` by one generator step against ``real`` (m, d)."""
         key, sub = jax.random.split(state.key)
         D = self.fit(state.fake, real, state.disc_params, sub)
         gen_loss, velocity = sharded_value_and_velocity(D, state.fake, self.mesh)
         new = state.fake + self.step_size * velocity
-        fake, diverged_at = _guard(new, state.fake, state.step, state.diverged_at)
+        fake, diverged_at = guard(new, state.fake, state.step, state.diverged_at)
         new_state = state._replace(
             fake=fake, step=state.step + 1, diverged_at=diverged_at, key=key,
             disc_params=D.carry,
@@ -394,104 +241,6 @@ def finite_width_step(
     """
     fit = FiniteWidthFit(loss, spec, time, lr, reset, antisymmetric, single_step)
     return _loss_only(flow_step(fit, step_size))
-
-
-def run_chunked(
-    step_fn: Callable[[Any, Any], tuple[Any, Array]],
-    state: Any,
-    args: Any,
-    n_steps: int,
-    *,
-    chunk_size: int = 100,
-    on_chunk: Callable[[Any, int, Array], bool | None] | None = None,
-    progress: bool = True,
-    desc: str = "flow",
-) -> ChunkResult:
-    """Run ``n_steps`` of ``state, out = step_fn(state, args)`` in jitted ``lax.scan`` chunks.
-
-    Steps run on device, ``chunk_size`` at a time; between chunks the host advances a tqdm
-    bar and calls ``on_chunk(state, steps_done, chunk_out)`` (for metrics, checkpoints and
-    figures). ``chunk_out`` is the chunk's per-step mean generator losses, shape
-    ``(length,)``; for a step returning :class:`StepOutput` (:func:`flow_step`) it is a
-    ``StepOutput(gen_loss (length,), discriminator)`` whose discriminator is the one fitted
-    at the chunk's last step (only that one is kept on device). The chunk boundaries are
-    the same whatever happens in the callback, so a run resumed from a chunk-boundary
-    checkpoint reproduces the uninterrupted trajectory bit for bit.
-
-    Args:
-        step_fn: pure step function ``(state, args) -> (state, out)`` with ``out`` a
-            scalar loss or a :class:`StepOutput`; the state must have an int
-            ``diverged_at`` field (``-1`` while healthy).
-        state: initial state pytree.
-        args: constant arguments of the step (e.g. the real points), traced once.
-        n_steps: number of steps (>= 0).
-        chunk_size: steps per ``lax.scan`` chunk (>= 1).
-        on_chunk: optional callback; returning ``True`` stops the run.
-        progress: show a tqdm progress bar.
-        desc: progress-bar label.
-
-    Returns:
-        A :class:`ChunkResult`. ``KeyboardInterrupt`` raised between or during chunks stops
-        the run at the last completed chunk, with ``stopped='interrupted'``.
-
-    Raises:
-        ValueError: if ``n_steps`` is negative or ``chunk_size`` < 1.
-    """
-    n_steps = check_int(n_steps, "n_steps")
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
-    run = jax.jit(functools.partial(_scan_chunk, step_fn), static_argnums=2)
-    t0 = _time.perf_counter()
-    done, stopped, losses, last = 0, None, [], None
-    warm_time, warm_steps = 0.0, 0
-    bar = tqdm(total=n_steps, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
-    try:
-        while done < n_steps:
-            length = min(chunk_size, n_steps - done)
-            tc = _time.perf_counter()
-            new_state, chunk_losses, last = run(state, args, length)
-            jax.block_until_ready(new_state)
-            if done > 0:
-                warm_time += _time.perf_counter() - tc
-                warm_steps += length
-            state, done = new_state, done + length
-            losses.append(chunk_losses)
-            bar.update(length)
-            if math.isfinite(final := float(chunk_losses[-1])):
-                bar.set_postfix(gen_loss=f"{final:.4g}")
-            if int(state.diverged_at) >= 0:
-                stopped = "diverged"
-                break
-            out = chunk_losses if last is None else StepOutput(chunk_losses, last)
-            if on_chunk is not None and on_chunk(state, done, out):
-                stopped = "callback"
-                break
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-    finally:
-        bar.close()
-    gen_loss = jnp.concatenate(losses) if losses else jnp.zeros((0,))
-    step_time = warm_time / warm_steps if warm_steps else float("nan")
-    return ChunkResult(
-        state, done, _time.perf_counter() - t0, step_time, stopped, gen_loss, last
-    )
-
-
-def _scan_chunk(step_fn: Callable, state: Any, args: Any, length: int) -> tuple[Any, ...]:
-    """``length`` steps in a ``lax.scan``; keeps per-step losses and the last discriminator."""
-    _, out_shape = jax.eval_shape(step_fn, state, args)
-    keep = isinstance(out_shape, StepOutput)
-    last = None
-    if keep:
-        last = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), out_shape.discriminator)
-
-    def body(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], Array]:
-        s, prev = carry
-        s, out = step_fn(s, args)
-        return (s, out.discriminator) if keep else (s, prev), out.gen_loss if keep else out
-
-    (state, last), chunk_losses = jax.lax.scan(body, (state, last), None, length=length)
-    return state, chunk_losses, last
-
 
 def particle_flow(
     fake: Float[Array, "n d"],
@@ -598,7 +347,7 @@ def generator_step(
         value, grads = jax.value_and_grad(mean_gen_loss)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        (params, opt_state), diverged_at = _guard(
+        (params, opt_state), diverged_at = guard(
             (params, opt_state), (state.params, state.opt_state), state.step, state.diverged_at
         )
         new_state = state._replace(
@@ -663,3 +412,7 @@ def train_generator(
         progress=progress,
         desc="generator",
     )
+
+
+#: Former private name of :func:`guard`.
+_guard = guard

@@ -102,32 +102,8 @@ def activation_fn(spec: MLPSpec) -> Callable[[Array], Array]:
     Returns:
         A function mapping an array to an array of the same shape.
     """
-    p = spec.activation_params
-    name = spec.activation
-    if name == "relu":
-        return jax.nn.relu
-    if name == "leaky_relu":
-        alpha = p["alpha"]
-        return lambda x: jnp.where(x > 0, x, alpha * x)
-    if name == "abs":
-        return jnp.abs
-    if name == "abrelu":
-        a, b = p["a"], p["b"]
-        return lambda x: a * jnp.minimum(x, 0) + b * jnp.maximum(x, 0)
-    if name == "erf":
-        a, b, c = p["a"], p["b"], p["c"]
-        return lambda x: a * jax.scipy.special.erf(b * x) + c
-    if name == "gelu":
-        return lambda x: jax.nn.gelu(x, approximate=False)
-    if name == "sin":
-        a, b, c = p["a"], p["b"], p["c"]
-        return lambda x: a * jnp.sin(b * x + c)
-    if name == "rbf":
-        freq = math.sqrt(2.0 * p["gamma"])
-        return lambda x: math.sqrt(2.0) * jnp.sin(freq * x + math.pi / 4)
-    if name == "identity":
-        return lambda x: x
-    raise ValueError(f"`activation` {name!r} has no finite-width implementation.")  # unreachable
+    apply_fn = spec.stax_activation()[1]  # the one activation table (architectures)
+    return functools.partial(apply_fn, ())
 
 
 # --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gantk import losses
+from gantk.architectures import kernel_from_name
 from gantk.discriminator import ConvergenceError, Discriminator, discriminator
 
 # ----------------------------------------------------------------------------------------
@@ -53,11 +54,7 @@ def arccos(x, y):
 
 
 def relu_kernel():
-    arch = pytest.importorskip("gantk.architectures")
-    try:
-        return arch.kernel_from_name("relu")
-    except (ImportError, AttributeError) as err:  # stax not available yet
-        pytest.skip(f"gantk.stax unavailable: {err}")
+    return kernel_from_name("relu")
 
 
 # ----------------------------------------------------------------------------------------
@@ -567,7 +564,7 @@ def test_bad_points_raise():
 
 
 # ----------------------------------------------------------------------------------------
-# With gantk.stax's kernels (skipped while it is unavailable).
+# With gantk.stax's kernels.
 # ----------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gantk import flows
+from gantk.architectures import MLPSpec
 
 
 def _decay_state(x):
@@ -24,7 +25,7 @@ def _decay_step(rate):
 
     def step(state, args):
         new = state.fake - rate * state.fake
-        fake, div = flows._guard(new, state.fake, state.step, state.diverged_at)
+        fake, div = flows.guard(new, state.fake, state.step, state.diverged_at)
         return state._replace(fake=fake, step=state.step + 1, diverged_at=div), 0.5 * jnp.mean(
             jnp.sum(state.fake**2, 1)
         )
@@ -65,7 +66,7 @@ def test_divergence_keeps_last_finite_state_and_names_step():
     def step(state, args):
         # blows up to inf at the 5th step (index 4)
         new = jnp.where(state.step == 4, jnp.inf, state.fake + 1.0)
-        fake, div = flows._guard(new, state.fake, state.step, state.diverged_at)
+        fake, div = flows.guard(new, state.fake, state.step, state.diverged_at)
         return state._replace(fake=fake, step=state.step + 1, diverged_at=div), jnp.float32(0)
 
     res = flows.run_chunked(step, _decay_state(np.zeros((3, 2))), None, 30, chunk_size=3,
@@ -161,3 +162,33 @@ def test_particle_flow_validates():
     with pytest.raises(ValueError, match="real"):
         flows.particle_flow(x, np.zeros((4, 3)), kernel=_rbf, eta=1.0, n_steps=1,
                             progress=False)
+
+
+def test_flow_step_returns_the_fitted_discriminator_for_both_widths():
+    """One step builder for both regimes; the step's discriminator is the one that moved
+    the particles, so a figure can use it without fitting again."""
+    key = jax.random.key(3)
+    x = jax.random.normal(key, (6, 2))
+    y = jax.random.normal(jax.random.fold_in(key, 1), (5, 2)) + 1.0
+    spec = MLPSpec("relu", depth=2, width=16)
+    infinite = flows.InfiniteWidthFit("lsgan", _rbf, 0.5)
+    finite = flows.FiniteWidthFit("lsgan", spec, 0.5, 0.1)
+    for fit in (infinite, finite):
+        state = flows.FlowState(x, jnp.asarray(0), jnp.asarray(-1), key,
+                                fit.init(jax.random.fold_in(key, 2), 2))
+        step = flows.flow_step(fit, 0.3)
+        seen = []
+        res = flows.run_chunked(step, state, y, 3, chunk_size=1, progress=False,
+                                on_chunk=lambda s, done, out, seen=seen: seen.append((s, out)))
+        assert len(seen) == 3 and seen[0][1].gen_loss.shape == (1,)
+        # chunk 1: D was fitted on x and moved it by h v(x); gen_loss is mean c(f(x))
+        D = seen[0][1].discriminator
+        gen_loss, v = D.value_and_velocity(x)
+        np.testing.assert_allclose(seen[0][0].fake, x + 0.3 * v, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(seen[0][1].gen_loss[0], jnp.mean(gen_loss), rtol=1e-12)
+        assert (seen[0][0].disc_params is None) == (fit is infinite)
+        # the result holds the last step's discriminator, fitted on the particles of step 2
+        np.testing.assert_array_equal(res.discriminator(x), seen[-1][1].discriminator(x))
+        last_v = res.discriminator.velocity(seen[1][0].fake)
+        np.testing.assert_allclose(res.state.fake, seen[1][0].fake + 0.3 * last_v,
+                                   rtol=1e-12, atol=1e-14)

@@ -144,3 +144,12 @@ def test_linear_kind_is_a_deprecated_name_of_quadratic():
             targets=(-1.0, 1.0),
         )  # fmt: skip
     assert loss.kind == "quadratic"
+
+
+def test_gantk_discriminator_stays_callable_after_importing_its_module():
+    import gantk.discriminator as module  # binds the module to gantk.discriminator
+    import gantk.flows
+
+    x, y, p = data()
+    a = gantk.discriminator("ipm", rbf, x, y, 1.0)
+    np.testing.assert_array_equal(a(p), module.discriminator("ipm", rbf, x, y, 1.0)(p))
