@@ -35,6 +35,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from gantk.cli.errors import UsageError
+from gantk.cli.paths import check_output_file
+
 __all__ = [
     "ADEQUACY_1D_DATA",
     "Adequacy1D",
@@ -680,8 +683,7 @@ def plot_snapshots(
 # --------------------------------------------------------------------------------------
 
 
-class _UsageError(Exception):
-    pass
+_UsageError = UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -839,6 +841,8 @@ def _cmd_snapshots(args: argparse.Namespace) -> None:
         raise _UsageError("arguments --max-panels/--ncols: must be positive integers")
     if not pathlib.Path(args.run_dir).is_dir():
         raise _UsageError(f"argument run_dir: {args.run_dir!r} is not a folder")
+    if args.out is not None:
+        check_output_file(pathlib.Path(args.out), "--out")
     snaps = load_snapshots(args.run_dir)
     path = plot_snapshots(args.run_dir, args.out, max_panels=args.max_panels, ncols=args.ncols)
     steps = [s[0] for s in snaps]

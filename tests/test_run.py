@@ -16,9 +16,12 @@ SMALL = ["--n-particles", "40", "--eta", "80", "--steps", "20", "--log-every", "
          "--metrics", "energy,mmd"]
 
 
-def _main(args, capsys=None):
-    code = grun.main(args)
-    return code
+def strict_json(path):
+    """Parse a JSON file gantk wrote, refusing NaN/Infinity (RFC 8259)."""
+    def refuse(name):
+        raise ValueError(f"{path}: non-standard JSON constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +68,7 @@ def test_run_writes_all_outputs(tmp_path, capsys):
                       "sinkhorn,energy,mmd"])
     assert code == 0
     d = tmp_path / "r"
-    cfg = json.loads((d / "config.json").read_text())
+    cfg = strict_json(d / "config.json")
     assert cfg["loss"] == "ipm" and cfg["arch"] == "relu" and cfg["n_particles"] == 40
     rows = list(csv.DictReader(open(d / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [0, 10, 20]
@@ -77,7 +80,7 @@ def test_run_writes_all_outputs(tmp_path, capsys):
     assert (d / "figures" / "metrics.png").stat().st_size > 1000
     assert (d / "figures" / "step_0.png").exists() and (d / "figures" / "step_20.png").exists()
     assert (d / "flow.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
-    summary = json.loads((d / "summary.json").read_text())
+    summary = strict_json(d / "summary.json")
     assert summary["status"] == "completed" and summary["steps_done"] == 20
     out = capsys.readouterr().out
     assert "completed: 20/20 steps" in out and "energy" in out
@@ -126,7 +129,7 @@ def test_divergence_exits_1_and_keeps_last_finite_state(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "step" in err
-    summary = json.loads((tmp_path / "div" / "summary.json").read_text())
+    summary = strict_json(tmp_path / "div" / "summary.json")
     assert summary["status"] == "diverged"
     step = summary["steps_done"]
     z = np.load(tmp_path / "div" / f"particles_{step}.npz")
@@ -161,7 +164,7 @@ def test_finite_width_runs_make_progress(tmp_path, extra):
     assert code == 0
     rows = list(csv.DictReader(open(tmp_path / "fw" / "metrics.csv")))
     assert float(rows[-1]["energy"]) < 0.9 * float(rows[0]["energy"])
-    cfg = json.loads((tmp_path / "fw" / "config.json").read_text())
+    cfg = strict_json(tmp_path / "fw" / "config.json")
     assert cfg["width"] == 64
 
 
