@@ -7,14 +7,18 @@ Main entry points:
 
 - :mod:`gantk.stax`: NT-compatible infinite-width layers ``(init_fn, apply_fn, kernel_fn)``.
 - :mod:`gantk.losses`: GAN losses as ``(a, b, c)`` triples.
-- :func:`gantk.discriminator`: the function-space discriminator ``f_tau`` and its
-  particle velocity.
-- :mod:`gantk.flows`: particle flows and generator training.
+- problem → solver → solution: :class:`gantk.Problem` (kernel, loss, points, τ),
+  :mod:`gantk.solvers` (``ClosedForm``, ``Eigh``, ``Krylov``, ``ODE``, ``KernelGD``, or your
+  own ``AbstractSolver``), :mod:`gantk.solution` (the discriminator ``f_tau`` and its
+  particle velocity); :func:`gantk.discriminator` does all three in one call.
+- :mod:`gantk.flows`: particle flows and generator training (one step for every
+  discriminator).
 - :mod:`gantk.nets`: finite-width flax twins and :func:`gantk.empirical_ntk`.
 - :mod:`gantk.data`, :mod:`gantk.metrics`, :mod:`gantk.plot`: datasets, metrics, figures.
 
-Note: ``gantk.discriminator`` is the *function*; its module is reachable as
-``sys.modules["gantk.discriminator"]`` or via ``from gantk.discriminator import ...``.
+Note: ``gantk.discriminator`` is the *function*; once the submodule of the same name has
+been imported, Python binds the module there instead, which is callable with the same
+signature, so ``gantk.discriminator(...)`` works either way.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ _SUBMODULES = (
     "metrics",
     "nets",
     "plot",
+    "problem",
     "sharding",
+    "solution",
+    "solvers",
     "stax",
 )
 _ATTRS = {
     "discriminator": ("gantk.discriminator", "discriminator"),
-    "Discriminator": ("gantk.discriminator", "Discriminator"),
+    "Discriminator": ("gantk.solution", "Discriminator"),
+    "Problem": ("gantk.problem", "Problem"),
     "empirical_ntk": ("gantk.nets", "empirical_ntk"),
     "MLPSpec": ("gantk.architectures", "MLPSpec"),
 }

@@ -20,21 +20,51 @@ from jax import lax
 HIGHEST = lax.Precision.HIGHEST
 
 
-def _pad_rows(x: jax.Array, block: int) -> jax.Array:
-    """Pad ``x`` (n, ...) to a multiple of ``block`` rows by repeating its last row."""
-    n = x.shape[0]
-    pad = (-n) % block
-    if pad:
-        x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad, *x.shape[1:]))], axis=0)
-    return x.reshape(-1, block, *x.shape[1:])
+def pad_rows(x: jax.Array, multiple: int, *, fill: str = "edge") -> jax.Array:
+    """Pad ``x`` of shape ``(n, ...)`` along axis 0 to the next multiple of ``multiple`` rows.
+
+    The one padder of gantk (tiled kernel evaluations, :func:`gantk.stax.blocked`,
+    :func:`gantk.sharding.sharded_value_and_velocity`).
+
+    Args:
+        x: array of shape ``(n, ...)``, ``n >= 1``.
+        multiple: the row count is rounded up to a multiple of this (``>= 1``).
+        fill: ``'edge'`` repeats the last row (padded points stay valid kernel inputs);
+            ``'zeros'`` appends zeros (padded coefficients contribute nothing).
+
+    Returns:
+        ``(ceil(n / multiple) * multiple, ...)``; ``x`` itself when no padding is needed.
+    """
+    pad = (-x.shape[0]) % multiple
+    if not pad:
+        return x
+    if fill == "edge":
+        extra = jnp.broadcast_to(x[-1:], (pad, *x.shape[1:]))
+    else:
+        extra = jnp.zeros((pad, *x.shape[1:]), x.dtype)
+    return jnp.concatenate([x, extra], axis=0)
 
 
-def _pad_zeros(x: jax.Array, block: int) -> jax.Array:
-    n = x.shape[0]
-    pad = (-n) % block
-    if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)], axis=0)
-    return x.reshape(-1, block, *x.shape[1:])
+def _tiles(x: jax.Array, block: int, fill: str = "edge") -> jax.Array:
+    """``x`` padded (:func:`pad_rows`) and reshaped to ``(n_blocks, block, ...)``."""
+    return pad_rows(x, block, fill=fill).reshape(-1, block, *x.shape[1:])
+
+
+def gram(kernel: Callable, x1: jax.Array, x2: jax.Array, block: int) -> jax.Array:
+    """``k(x1, x2)`` of shape ``(n1, n2)`` in tiles of at most ``block x block`` entries.
+
+    The one tiled Gram builder of gantk (:func:`gantk.stax.blocked` validates and calls
+    it). Tiles are evaluated sequentially with :func:`jax.lax.map`, so one tile of
+    intermediates is alive at a time; rows are padded by repeating the last point and the
+    result is sliced back.
+    """
+    n1, n2 = x1.shape[0], x2.shape[0]
+    b1, b2 = min(block, n1), min(block, n2)
+    if b1 == n1 and b2 == n2:
+        return kernel(x1, x2)
+    t1, t2 = _tiles(x1, b1), _tiles(x2, b2)
+    tiles = lax.map(lambda p: lax.map(lambda t: kernel(p, t), t2), t1)  # (m1, m2, b1, b2)
+    return tiles.transpose(0, 2, 1, 3).reshape(t1.shape[0] * b1, -1)[:n1, :n2]
 
 
 def kernel_apply(
@@ -56,7 +86,7 @@ def kernel_apply(
     br, bc = min(block, q), min(block, n)
     if br == q and bc == n:
         return jnp.dot(kernel(points, train), coef, precision=HIGHEST)
-    pb, tb, cb = _pad_rows(points, br), _pad_rows(train, bc), _pad_zeros(coef, bc)
+    pb, tb, cb = _tiles(points, br), _tiles(train, bc), _tiles(coef, bc, "zeros")
 
     def row(p):
         def col(acc, tc):
@@ -90,7 +120,7 @@ def kernel_apply_and_grad(
 
     if br == q and bc == n:
         return tile(points, train, coef)
-    pb, tb, cb = _pad_rows(points, br), _pad_rows(train, bc), _pad_zeros(coef, bc)
+    pb, tb, cb = _tiles(points, br), _tiles(train, bc), _tiles(coef, bc, "zeros")
     dtype = jnp.result_type(points, coef)
 
     def row(p):
@@ -116,9 +146,7 @@ def kernel_matrix(kernel: Callable, train: jax.Array, block: int) -> jax.Array:
         # unvectorized access pattern (measured 17x slower at N = 1000 on CPU). gantk.stax
         # kernels are symmetric by construction up to rounding, which Lanczos/eigh tolerate.
         return kernel(train, train)
-    tb = _pad_rows(train, b)
-    tiles = lax.map(lambda p: lax.map(lambda t: kernel(p, t), tb), tb)  # (nb, nb, b, b)
-    k = tiles.transpose(0, 2, 1, 3).reshape(tb.shape[0] * b, -1)[:n, :n]
+    k = gram(kernel, train, train, b)
     return 0.5 * (k + k.T)
 
 

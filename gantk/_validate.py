@@ -24,6 +24,7 @@ __all__ = [
     "check_finite_real",
     "check_nonneg",
     "check_positive",
+    "check_int",
     "check_positive_int",
     "is_concrete",
 ]
@@ -146,17 +147,31 @@ def check_positive(value: Any, name: str) -> Any:
     return value
 
 
+def check_int(value: Any, name: str, minimum: int = 0) -> int:
+    """Check that ``value`` is an integer (not a bool) ``>= minimum``; return it as ``int``.
+
+    The one integer check of gantk: sizes, step counts and budgets all go through it.
+
+    Raises:
+        ValueError: naming ``name`` when the value is not an integer or is below ``minimum``.
+    """
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+        minimum, f"an integer >= {minimum}"
+    )
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be {what} (>= {minimum}); got {value}.")
+    return int(value)
+
+
 def check_positive_int(value: Any, name: str) -> int:
     """Check that ``value`` is an integer ``>= 1`` and return it as ``int``.
 
     Raises:
         ValueError: naming ``name`` when the value is not an integer or is below 1.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    if value < 1:
-        raise ValueError(f"`{name}` must be a positive integer (>= 1); got {value}.")
-    return int(value)
+    return check_int(value, name, 1)
 
 
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:

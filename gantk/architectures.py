@@ -147,12 +147,21 @@ class MLPSpec:
         """The infinite-width ``kernel_fn(x1, x2=None, get=None)`` of this MLP."""
         return self.stax()[2]
 
-    def k(self) -> Callable:
-        """Plain kernel ``k(x1, x2) -> (n1, n2)``: the NTK, or the NNGP if ``kernel='nngp'``."""
+    def discriminator_kernel(self) -> Callable:
+        """The kernel the trained discriminator follows, ``k(x1 (n1, d), x2 (n2, d)) -> (n1, n2)``.
+
+        The NTK of this MLP (Jacot et al., NeurIPS 2018), or its NNGP if ``kernel='nngp'``
+        (only the read-out layer is trained); the ``k`` of Franceschi et al. (ICML 2022),
+        eq. (6), to pass to :func:`gantk.discriminator`.
+        """
         from gantk import stax
 
         kfn = self.kernel_fn()
         return stax.ntk(kfn) if self.kernel == "ntk" else stax.nngp(kfn)
+
+    def k(self) -> Callable:
+        """Deprecated name of :meth:`discriminator_kernel` (kept for existing callers)."""
+        return self.discriminator_kernel()
 
 
 #: GAN(TK)²'s named discriminator architectures (``args/exp_configs.py``), by CLI name.
@@ -198,4 +207,4 @@ def get_spec(
 
 def kernel_from_name(name: str, **overrides: Any) -> Callable:
     """Plain ``k(x1, x2) -> (n1, n2)`` of the named architecture (see :func:`get_spec`)."""
-    return get_spec(name, **overrides).k()
+    return get_spec(name, **overrides).discriminator_kernel()

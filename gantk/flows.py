@@ -6,9 +6,16 @@ discriminator (Franceschi et al., ICML 2022, Sec. 3):
 .. math::  x \\leftarrow x + h\\, v(x), \\qquad v(x) = -\\nabla_x c(f_\\tau(x)),
 
 where :math:`f_\\tau` is the discriminator trained for integration time :math:`\\tau` on the
-current fake particles and the real points (:func:`gantk.discriminator.discriminator` for the
-infinite-width NTK regime, :func:`gantk.nets.fit_finite_discriminator` for a finite flax
-network). For the IPM loss this is the MMD gradient flow with kernel ``k``.
+current fake particles and the real points. For the IPM loss this is the MMD gradient flow
+with kernel ``k``.
+
+**One step for every discriminator.** A *fit* (:class:`AbstractFit`) turns
+``(fake, real, carry, key)`` into a trained :class:`~gantk.solution.AbstractDiscriminator`:
+:class:`InfiniteWidthFit` (any solver of :mod:`gantk.solvers`) or :class:`FiniteWidthFit`
+(a flax network trained by SGD). :func:`flow_step` builds the one particle-flow step from
+any fit; the step returns the fitted discriminator with the generator loss
+(:class:`StepOutput`), so figures never fit it again. :func:`infinite_width_step` and
+:func:`finite_width_step` are thin wrappers kept for existing callers.
 
 **Step convention.** ``step_size`` ``h`` is the per-particle step. GAN(TK)²'s ``eta`` is the
 step on the *mean* generator loss, so ``h = eta / n`` (:func:`step_size_from_eta`); the
@@ -26,24 +33,44 @@ stops after that chunk.
 
 from __future__ import annotations
 
+import abc
+import functools
 import math
 import time as _time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from gantk._validate import as_points, check_nonneg, check_positive, check_positive_int
+from gantk import nets
+from gantk._validate import (
+    as_points,
+    check_int,
+    check_nonneg,
+    check_positive,
+    check_positive_int,
+)
+from gantk.architectures import MLPSpec, kernel_from_name
+from gantk.discriminator import discriminator
+from gantk.sharding import sharded_value_and_velocity
+from gantk.solution import AbstractDiscriminator
 
 __all__ = [
-    "FlowState",
-    "GeneratorState",
+    "AbstractFit",
     "ChunkResult",
+    "FiniteWidthFit",
+    "FlowState",
+    "FlowStep",
+    "GeneratorState",
+    "InfiniteWidthFit",
+    "StepOutput",
     "finite_width_step",
+    "flow_step",
     "generator_step",
     "infinite_width_step",
     "particle_flow",
@@ -51,9 +78,6 @@ __all__ = [
     "step_size_from_eta",
     "train_generator",
 ]
-
-VelocityFn = Callable[[Array, Array], Array]
-
 
 class FlowState(NamedTuple):
     """State of a particle flow, a pytree carried through ``lax.scan``.
@@ -108,6 +132,9 @@ class ChunkResult(NamedTuple):
         stopped: ``None``, ``'diverged'``, ``'callback'`` or ``'interrupted'``.
         gen_loss: per-step mean generator loss recorded inside the scan, shape
             ``(steps_done,)``.
+        discriminator: for steps that return a :class:`StepOutput`, the discriminator
+            fitted at the last step run (on the particles it then moved, ``D.fake``);
+            else None.
     """
 
     state: Any
@@ -116,6 +143,21 @@ class ChunkResult(NamedTuple):
     step_time: float
     stopped: str | None
     gen_loss: Array
+    discriminator: Any = None
+
+
+class StepOutput(NamedTuple):
+    """What a :class:`FlowStep` returns next to the new state.
+
+    Attributes:
+        gen_loss: mean generator loss ``mean_i c(f(x_i))`` at the step's input particles
+            (scalar); in :func:`run_chunked`'s ``on_chunk`` the chunk's per-step values.
+        discriminator: the discriminator fitted at the step, on the input particles
+            (an :class:`~gantk.solution.AbstractDiscriminator`).
+    """
+
+    gen_loss: Array
+    discriminator: Any
 
 
 def step_size_from_eta(eta: float, n_particles: int) -> float:
@@ -142,11 +184,164 @@ def _guard(new: Any, old: Any, step: Array, diverged_at: Array) -> tuple[Any, Ar
     return out, diverged_at
 
 
-def _value_and_velocity(D: Any, points: Array) -> tuple[Array, Array]:
-    """``(c(f_τ(points)), velocity(points))``, in one pass when ``D`` offers it."""
-    if hasattr(D, "value_and_velocity"):
-        return D.value_and_velocity(points)
-    return D.generator_loss(points), D.velocity(points)
+class AbstractFit(eqx.Module):
+    """How a flow trains its discriminator: ``fit(fake, real, carry, key) -> D``.
+
+    ``carry`` is what the previous fit left in ``D.carry`` (finite width: the network
+    parameters; infinite width: None) and ``key`` a fresh PRNG key. Implementations:
+    :class:`InfiniteWidthFit`, :class:`FiniteWidthFit`; any callable with this signature
+    returning an :class:`~gantk.solution.AbstractDiscriminator` works in
+    :func:`generator_step` too.
+    """
+
+    @abc.abstractmethod
+    def __call__(
+        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
+    ) -> AbstractDiscriminator:
+        """Train the discriminator on ``fake`` (n, d) vs ``real`` (m, d)."""
+
+    def init(self, key: Array, dim: int) -> Any:
+        """The initial ``carry`` for input dimension ``dim`` (None unless overridden)."""
+        return None
+
+
+class InfiniteWidthFit(AbstractFit):
+    """The infinite-width (NTK-regime) discriminator of :func:`gantk.discriminator`.
+
+    Attributes:
+        loss: a loss name or :class:`gantk.losses.Loss`.
+        kernel: ``k(x1, x2) -> (n1, n2)``, e.g. ``MLPSpec().kernel()``.
+        time: training time ``tau`` (``inf`` allowed for quadratic losses).
+        options: keyword arguments of :func:`gantk.discriminator` (``solver``,
+            solver options, ``block_size``...), as a tuple of ``(name, value)`` pairs.
+    """
+
+    loss: Any = eqx.field(static=True)
+    kernel: Callable = eqx.field(static=True)
+    time: float
+    options: tuple[tuple[str, Any], ...] = eqx.field(static=True, default=())
+
+    def __call__(
+        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
+    ) -> AbstractDiscriminator:
+        """``discriminator(loss, kernel, fake, real, time, **options)``; ignores carry, key."""
+        return discriminator(self.loss, self.kernel, fake, real, self.time, **dict(self.options))
+
+
+class FiniteWidthFit(AbstractFit):
+    """A finite-width flax discriminator trained by SGD (``nets.fit_finite_discriminator``).
+
+    Each fit trains for ``round(time / lr)`` SGD steps (one step with ``single_step``,
+    GAN(TK)²'s mode with a persistent discriminator), starting from ``carry`` (the previous
+    parameters) or, with ``reset``, from a fresh initialization drawn from ``key``.
+
+    Attributes:
+        loss: a loss name or :class:`gantk.losses.Loss`.
+        spec: the :class:`gantk.architectures.MLPSpec` (its ``width`` is the finite width).
+        time: training time ``tau > 0`` (SGD steps × ``lr``).
+        lr: SGD learning rate ``> 0``.
+        reset: re-initialize at every fit.
+        antisymmetric: use the antisymmetric wrapper so that ``f_0 = 0``.
+        single_step: one SGD step per fit.
+
+    Raises:
+        ValueError: if ``lr`` or ``time`` is not positive or ``spec`` is not an MLPSpec.
+    """
+
+    loss: Any = eqx.field(static=True)
+    spec: MLPSpec = eqx.field(static=True)
+    time: float = eqx.field(static=True)
+    lr: float = eqx.field(static=True)
+    reset: bool = eqx.field(static=True, default=False)
+    antisymmetric: bool = eqx.field(static=True, default=True)
+    single_step: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self) -> None:
+        if not isinstance(self.spec, MLPSpec):
+            raise ValueError(f"`spec` must be an MLPSpec; got {type(self.spec).__name__}.")
+        check_positive(self.lr, "lr")
+        check_positive(self.time, "time")
+
+    def init(self, key: Array, dim: int) -> Any:
+        """Fresh parameters (:func:`gantk.nets.init_discriminator`) for inputs of ``dim``."""
+        return nets.init_discriminator(key, self.spec, dim, antisymmetric=self.antisymmetric)
+
+    def __call__(
+        self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
+    ) -> AbstractDiscriminator:
+        """Train from ``carry`` (or a fresh init with ``reset``) on ``fake`` vs ``real``."""
+        params = self.init(key, fake.shape[-1]) if self.reset else carry
+        return nets.fit_finite_discriminator(
+            self.loss, self.spec, params, fake, real,
+            self.lr if self.single_step else self.time, self.lr,
+            antisymmetric=self.antisymmetric,
+        )  # fmt: skip
+
+
+class FlowStep(eqx.Module):
+    """One particle-flow step: fit the discriminator, move ``fake += h v(fake)``.
+
+    ``step(state, real) -> (state, StepOutput)``: fits ``D = fit(state.fake, real,
+    state.disc_params, key)``, computes ``(c(f(x)), v(x))`` at the particles (split over
+    ``mesh``'s devices when it has several), moves them by ``step_size * v`` unless that
+    gives a non-finite value (then the state is frozen and ``diverged_at`` set), and
+    carries ``D.carry`` to the next step.
+
+    Attributes:
+        fit: an :class:`AbstractFit`.
+        step_size: per-particle step ``h >= 0`` (see :func:`step_size_from_eta`).
+        mesh: optional 1-D device mesh (:func:`gantk.sharding.particle_mesh`).
+
+    Raises:
+        ValueError: if ``step_size`` is negative.
+    """
+
+    fit: AbstractFit
+    step_size: float
+    mesh: Any = eqx.field(static=True, default=None)
+
+    def __check_init__(self) -> None:
+        check_nonneg(self.step_size, "step_size")
+
+    def __call__(self, state: FlowState, real: Float[Array, "m d"]) -> tuple[FlowState, StepOutput]:
+        """Advance ``state`` by one generator step against ``real`` (m, d)."""
+        key, sub = jax.random.split(state.key)
+        D = self.fit(state.fake, real, state.disc_params, sub)
+        gen_loss, velocity = sharded_value_and_velocity(D, state.fake, self.mesh)
+        new = state.fake + self.step_size * velocity
+        fake, diverged_at = _guard(new, state.fake, state.step, state.diverged_at)
+        new_state = state._replace(
+            fake=fake, step=state.step + 1, diverged_at=diverged_at, key=key,
+            disc_params=D.carry,
+        )  # fmt: skip
+        return new_state, StepOutput(jnp.mean(gen_loss), D)
+
+
+def flow_step(fit: AbstractFit, step_size: float, *, mesh: Any = None) -> FlowStep:
+    """Build the particle-flow step for any discriminator fit (see :class:`FlowStep`).
+
+    Args:
+        fit: :class:`InfiniteWidthFit`, :class:`FiniteWidthFit` or another
+            :class:`AbstractFit`.
+        step_size: per-particle step ``h >= 0``.
+        mesh: optional 1-D device mesh; the velocity is then computed with the particles
+            split over its devices.
+
+    Returns:
+        ``step(state, real) -> (state, StepOutput)``, pure and jittable.
+
+    Raises:
+        ValueError: if ``step_size`` is negative.
+    """
+    return FlowStep(fit, step_size, mesh)
+
+
+def _loss_only(step: FlowStep) -> Callable[[FlowState, Array], tuple[FlowState, Array]]:
+    def scalar_step(state: FlowState, real: Array) -> tuple[FlowState, Array]:
+        new_state, out = step(state, real)
+        return new_state, out.gen_loss
+
+    return scalar_step
 
 
 def infinite_width_step(
@@ -158,43 +353,24 @@ def infinite_width_step(
     mesh: Any = None,
     **discriminator_kwargs: Any,
 ) -> Callable[[FlowState, Array], tuple[FlowState, Array]]:
-    """Build one particle-flow step with the infinite-width discriminator.
+    """One particle-flow step with the infinite-width discriminator (``(state, loss)`` form).
 
-    The returned ``step(state, real) -> (state, mean_generator_loss)`` fits
-    ``D = discriminator(loss, kernel, state.fake, real, time)`` (train set held fixed, as in
-    GAN(TK)²) and moves ``fake += step_size * D.velocity(fake)``.
+    ``flow_step(InfiniteWidthFit(loss, kernel, time, options), step_size, mesh=mesh)``
+    with the step returning ``(state, mean_generator_loss)`` only.
 
     Args:
         loss: a loss name or :class:`gantk.losses.Loss`.
         kernel: ``k(x1, x2) -> (n1, n2)``, e.g. ``gantk.stax.ntk(kernel_fn)``.
         time: integration time τ of the discriminator (``inf`` allowed for LSGAN).
         step_size: per-particle step ``h`` (see :func:`step_size_from_eta`).
-        mesh: optional 1-D device mesh (:func:`gantk.sharding.particle_mesh`); the
-            velocity is then computed with the particles split over its devices.
-        **discriminator_kwargs: forwarded to :func:`gantk.discriminator.discriminator`.
+        mesh: optional 1-D device mesh (:func:`gantk.sharding.particle_mesh`).
+        **discriminator_kwargs: forwarded to :func:`gantk.discriminator`.
 
     Raises:
         ValueError: if ``step_size`` is negative.
     """
-    from gantk.discriminator import discriminator
-
-    check_nonneg(step_size, "step_size")
-
-    def step(state: FlowState, real: Array) -> tuple[FlowState, Array]:
-        D = discriminator(loss, kernel, state.fake, real, time, **discriminator_kwargs)
-        if mesh is None or mesh.devices.size == 1:
-            gen_loss, velocity = _value_and_velocity(D, state.fake)
-        else:
-            from gantk.sharding import sharded_value_and_velocity
-
-            gen_loss, velocity = sharded_value_and_velocity(D, state.fake, mesh)
-        new = state.fake + step_size * velocity
-        fake, diverged_at = _guard(new, state.fake, state.step, state.diverged_at)
-        return state._replace(fake=fake, step=state.step + 1, diverged_at=diverged_at), (
-            jnp.mean(gen_loss)
-        )
-
-    return step
+    fit = InfiniteWidthFit(loss, kernel, time, tuple(discriminator_kwargs.items()))
+    return _loss_only(flow_step(fit, step_size, mesh=mesh))
 
 
 def finite_width_step(
@@ -208,62 +384,16 @@ def finite_width_step(
     antisymmetric: bool = True,
     single_step: bool = False,
 ) -> Callable[[FlowState, Array], tuple[FlowState, Array]]:
-    """Build one particle-flow step with a finite-width flax discriminator.
+    """One particle-flow step with a finite-width flax discriminator (``(state, loss)`` form).
 
-    Each generator step trains the discriminator with SGD (learning rate ``lr``) for
-    ``round(time / lr)`` steps on the current fake and real points (or one step in
-    GAN(TK)²'s single-step mode), then moves the particles along its input gradient.
-
-    Args:
-        loss: a loss name or :class:`gantk.losses.Loss`.
-        spec: the :class:`gantk.architectures.MLPSpec` of the discriminator (its ``width``
-            is the finite width).
-        time: discriminator integration time τ (continuous time = SGD steps × ``lr``).
-        step_size: per-particle step ``h``.
-        lr: discriminator SGD learning rate.
-        reset: re-initialize the discriminator at every generator step (from ``state.key``).
-        antisymmetric: use the antisymmetric wrapper so that ``f_0 = 0``.
-        single_step: one SGD step per generator step, discriminator kept between steps.
+    ``flow_step(FiniteWidthFit(...), step_size)`` with the step returning
+    ``(state, mean_generator_loss)`` only; see :class:`FiniteWidthFit` for the arguments.
 
     Raises:
         ValueError: if ``lr`` or ``time`` is not positive or ``step_size`` is negative.
     """
-    from gantk import nets
-
-    check_positive(lr, "lr")
-    check_positive(time, "time")
-    check_nonneg(step_size, "step_size")
-
-    def step(state: FlowState, real: Array) -> tuple[FlowState, Array]:
-        key, sub = jax.random.split(state.key)
-        params = state.disc_params
-        if reset:
-            params = nets.init_discriminator(
-                sub, spec, state.fake.shape[-1], antisymmetric=antisymmetric
-            )
-        D = nets.fit_finite_discriminator(
-            loss,
-            spec,
-            params,
-            state.fake,
-            real,
-            lr if single_step else time,
-            lr,
-            antisymmetric=antisymmetric,
-        )
-        gen_loss, velocity = _value_and_velocity(D, state.fake)
-        new = state.fake + step_size * velocity
-        fake, diverged_at = _guard(new, state.fake, state.step, state.diverged_at)
-        new_state = state._replace(
-            fake=fake,
-            step=state.step + 1,
-            diverged_at=diverged_at,
-            key=key,
-            disc_params=D.params,
-        )
-        return new_state, jnp.mean(gen_loss)
-
-    return step
+    fit = FiniteWidthFit(loss, spec, time, lr, reset, antisymmetric, single_step)
+    return _loss_only(flow_step(fit, step_size))
 
 
 def run_chunked(
@@ -277,17 +407,21 @@ def run_chunked(
     progress: bool = True,
     desc: str = "flow",
 ) -> ChunkResult:
-    """Run ``n_steps`` of ``state, loss = step_fn(state, args)`` in jitted ``lax.scan`` chunks.
+    """Run ``n_steps`` of ``state, out = step_fn(state, args)`` in jitted ``lax.scan`` chunks.
 
     Steps run on device, ``chunk_size`` at a time; between chunks the host advances a tqdm
-    bar and calls ``on_chunk(state, steps_done, chunk_losses)`` (for metrics, checkpoints and
-    figures; ``chunk_losses`` holds the chunk's per-step mean generator losses).
-    The chunk boundaries are the same whatever happens in the callback, so a run resumed
-    from a chunk-boundary checkpoint reproduces the uninterrupted trajectory bit for bit.
+    bar and calls ``on_chunk(state, steps_done, chunk_out)`` (for metrics, checkpoints and
+    figures). ``chunk_out`` is the chunk's per-step mean generator losses, shape
+    ``(length,)``; for a step returning :class:`StepOutput` (:func:`flow_step`) it is a
+    ``StepOutput(gen_loss (length,), discriminator)`` whose discriminator is the one fitted
+    at the chunk's last step (only that one is kept on device). The chunk boundaries are
+    the same whatever happens in the callback, so a run resumed from a chunk-boundary
+    checkpoint reproduces the uninterrupted trajectory bit for bit.
 
     Args:
-        step_fn: pure step function ``(state, args) -> (state, scalar_loss)``; the state
-            must have an int ``diverged_at`` field (``-1`` while healthy).
+        step_fn: pure step function ``(state, args) -> (state, out)`` with ``out`` a
+            scalar loss or a :class:`StepOutput`; the state must have an int
+            ``diverged_at`` field (``-1`` while healthy).
         state: initial state pytree.
         args: constant arguments of the step (e.g. the real points), traced once.
         n_steps: number of steps (>= 0).
@@ -303,23 +437,18 @@ def run_chunked(
     Raises:
         ValueError: if ``n_steps`` is negative or ``chunk_size`` < 1.
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
-        raise ValueError(f"`n_steps` must be a non-negative integer; got {n_steps!r}.")
+    n_steps = check_int(n_steps, "n_steps")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-
-    def scan_chunk(state: Any, args: Any, length: int) -> tuple[Any, Array]:
-        return jax.lax.scan(lambda s, _: step_fn(s, args), state, None, length=length)
-
-    run = jax.jit(scan_chunk, static_argnums=2)
+    run = jax.jit(functools.partial(_scan_chunk, step_fn), static_argnums=2)
     t0 = _time.perf_counter()
-    done, stopped, losses = 0, None, []
+    done, stopped, losses, last = 0, None, [], None
     warm_time, warm_steps = 0.0, 0
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
     try:
         while done < n_steps:
             length = min(chunk_size, n_steps - done)
             tc = _time.perf_counter()
-            new_state, chunk_losses = run(state, args, length)
+            new_state, chunk_losses, last = run(state, args, length)
             jax.block_until_ready(new_state)
             if done > 0:
                 warm_time += _time.perf_counter() - tc
@@ -327,13 +456,13 @@ def run_chunked(
             state, done = new_state, done + length
             losses.append(chunk_losses)
             bar.update(length)
-            last = float(chunk_losses[-1])
-            if math.isfinite(last):
-                bar.set_postfix(gen_loss=f"{last:.4g}")
+            if math.isfinite(final := float(chunk_losses[-1])):
+                bar.set_postfix(gen_loss=f"{final:.4g}")
             if int(state.diverged_at) >= 0:
                 stopped = "diverged"
                 break
-            if on_chunk is not None and on_chunk(state, done, chunk_losses):
+            out = chunk_losses if last is None else StepOutput(chunk_losses, last)
+            if on_chunk is not None and on_chunk(state, done, out):
                 stopped = "callback"
                 break
     except KeyboardInterrupt:
@@ -342,7 +471,26 @@ def run_chunked(
         bar.close()
     gen_loss = jnp.concatenate(losses) if losses else jnp.zeros((0,))
     step_time = warm_time / warm_steps if warm_steps else float("nan")
-    return ChunkResult(state, done, _time.perf_counter() - t0, step_time, stopped, gen_loss)
+    return ChunkResult(
+        state, done, _time.perf_counter() - t0, step_time, stopped, gen_loss, last
+    )
+
+
+def _scan_chunk(step_fn: Callable, state: Any, args: Any, length: int) -> tuple[Any, ...]:
+    """``length`` steps in a ``lax.scan``; keeps per-step losses and the last discriminator."""
+    _, out_shape = jax.eval_shape(step_fn, state, args)
+    keep = isinstance(out_shape, StepOutput)
+    last = None
+    if keep:
+        last = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), out_shape.discriminator)
+
+    def body(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], Array]:
+        s, prev = carry
+        s, out = step_fn(s, args)
+        return (s, out.discriminator) if keep else (s, prev), out.gen_loss if keep else out
+
+    (state, last), chunk_losses = jax.lax.scan(body, (state, last), None, length=length)
+    return state, chunk_losses, last
 
 
 def particle_flow(
@@ -395,8 +543,6 @@ def particle_flow(
     if step_size is None:
         step_size = step_size_from_eta(eta, fake.shape[0])
     if kernel is None:
-        from gantk.architectures import kernel_from_name
-
         kernel = kernel_from_name("relu")
     step = infinite_width_step(loss, kernel, time, step_size, **discriminator_kwargs)
     state = FlowState(
@@ -426,9 +572,9 @@ def generator_step(
 
     Args:
         loss: loss name or :class:`gantk.losses.Loss` (its ``c`` is the generator loss).
-        fit_discriminator: ``(fake, real, disc_params, key) -> D`` where ``D(points)`` gives
-            ``f_τ`` and ``D.generator_loss(points)`` gives ``c(f_τ)``; ``D.params`` (or
-            ``None``) is carried to the next step.
+        fit_discriminator: an :class:`AbstractFit` or any ``(fake, real, carry, key) -> D``
+            returning an :class:`~gantk.solution.AbstractDiscriminator`; ``D.carry`` (the
+            finite-width parameters, or None) is carried to the next step.
         generator_apply: ``g(params, z) -> (batch, d)``.
         optimizer: optax transformation for the generator parameters.
         batch_size: number of latents per step.
@@ -461,7 +607,7 @@ def generator_step(
             step=state.step + 1,
             diverged_at=diverged_at,
             key=key,
-            disc_params=getattr(D, "params", None),
+            disc_params=D.carry,
         )
         return new_state, value
 

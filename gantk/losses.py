@@ -10,7 +10,7 @@ Section 3, eq. (1)–(2)), a GAN loss is described by three scalar functions:
 name                      ``a(f)`` (fake)     ``b(f)`` (real)     ``c(f)`` (generator) ``kind``
 ========================  ==================  ==================  ==================  =========
 ``ipm``                   ``f``               ``-f``              ``-f``              ipm
-``lsgan``                 ``(f + 1)^2``       ``(f - 1)^2``       ``f^2``             linear
+``lsgan``                 ``(f + 1)^2``       ``(f - 1)^2``       ``f^2``             quadratic
 ``vanilla``               ``softplus(f)``     ``softplus(-f)``    ``softplus(-f)``    nonlinear
 ``vanilla_saturating``    ``softplus(f)``     ``softplus(-f)``    ``-softplus(f)``    nonlinear
 ``hinge``                 ``relu(1 + f)``     ``relu(1 - f)``     ``-f``              nonlinear
@@ -22,7 +22,7 @@ original minimax one (``log(1 - D)``), with ``D = sigmoid(f)``. ``lsgan``'s gene
 
 The ``kind`` decides how :func:`gantk.discriminator.discriminator` solves the
 discriminator's training dynamics: ``'ipm'`` (``a``, ``b`` affine: constant gradient, closed
-form), ``'linear'`` (``a = (f - u)^2``, ``b = (f - v)^2``: linear dynamics, matrix-function
+form), ``'quadratic'`` (``a = (f - u)^2``, ``b = (f - v)^2``: linear dynamics, matrix-function
 closed form) or ``'nonlinear'`` (an ODE).
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 #: Valid values of :attr:`Loss.kind`.
-KINDS = ("ipm", "linear", "nonlinear")
+KINDS = ("ipm", "quadratic", "nonlinear")
 
 
 # Module-level elementwise functions: stable identities, so equal losses hash equally and a
@@ -109,11 +110,12 @@ class Loss:
         b: elementwise discriminator loss on real points, ``f -> b(f)``.
         c: elementwise generator loss on fake points, ``f -> c(f)``.
         name: a label (``'custom'`` for user losses).
-        kind: ``'ipm'`` (``a``, ``b`` affine: constant gradient), ``'linear'``
+        kind: ``'ipm'`` (``a``, ``b`` affine: constant gradient), ``'quadratic'``
             (``a = (f - u)^2``, ``b = (f - v)^2``: linear discriminator dynamics) or
             ``'nonlinear'`` (anything else; solved as an ODE). Only decides which solver
-            may be used; ``'nonlinear'`` is always correct.
-        targets: ``(u, v)`` for ``kind='linear'``, the regression targets of fake and real
+            may be used; ``'nonlinear'`` is always correct. ``'linear'`` is accepted as the
+            deprecated name of ``'quadratic'`` (with a :class:`DeprecationWarning`).
+        targets: ``(u, v)`` for ``kind='quadratic'``, the regression targets of fake and real
             points (``(-1, 1)`` for LSGAN); None otherwise.
         smooth: whether ``a`` and ``b`` are continuously differentiable. Non-smooth losses
             (hinge) make the discriminator ODE switch and slide along ``f = +-1``, where
@@ -140,12 +142,20 @@ class Loss:
                     f"`{field}` of a Loss must be a callable f -> {field}(f); "
                     f"got {getattr(self, field)!r}."
                 )
+        if self.kind == "linear":  # deprecated name of 'quadratic'
+            warnings.warn(
+                "Loss(kind='linear') is deprecated; use kind='quadratic' (squared-error "
+                "losses, whose discriminator dynamics are linear).",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "kind", "quadratic")
         if self.kind not in KINDS:
             raise ValueError(f"`kind` must be one of {KINDS}; got {self.kind!r}.")
-        if self.kind == "linear":
+        if self.kind == "quadratic":
             if self.targets is None or len(self.targets) != 2:
                 raise ValueError(
-                    "`targets` must be a pair (u, v) for kind='linear' "
+                    "`targets` must be a pair (u, v) for kind='quadratic' "
                     f"(a = (f - u)^2, b = (f - v)^2); got {self.targets!r}."
                 )
             object.__setattr__(self, "targets", (float(self.targets[0]), float(self.targets[1])))
@@ -153,11 +163,13 @@ class Loss:
                 vals = [_eval(fn, t + s) for s in (-1.0, 0.0, 2.0)]
                 if not _allclose(vals, [1.0, 0.0, 4.0]):
                     raise ValueError(
-                        f"kind='linear' needs `{field}`(f) = (f - {t})^2; got values {vals} "
+                        f"kind='quadratic' needs `{field}`(f) = (f - {t})^2; got values {vals} "
                         f"at f = {t - 1}, {t}, {t + 2}."
                     )
         elif self.targets is not None:
-            raise ValueError(f"`targets` is only used with kind='linear'; got kind={self.kind!r}.")
+            raise ValueError(
+                f"`targets` is only used with kind='quadratic'; got kind={self.kind!r}."
+            )
         if self.kind == "ipm":
             for fn, field in ((self.a, "a"), (self.b, "b")):
                 vals = [_eval(fn, s) for s in (-1.0, 0.0, 1.0, 3.0)]
@@ -226,7 +238,7 @@ def lsgan(fake_target: float = -1.0, real_target: float = 1.0, gen_target: float
         SquaredError(float(real_target)),
         SquaredError(float(gen_target)),
         name="lsgan" if default else f"lsgan({fake_target:g}, {real_target:g}, {gen_target:g})",
-        kind="linear",
+        kind="quadratic",
         targets=(float(fake_target), float(real_target)),
     )
 

@@ -1,21 +1,21 @@
 """Distances between the fake particles and the real points.
 
-- :func:`sinkhorn`: the *converged* debiased Sinkhorn divergence with geomloss's
-  conventions (cost ½‖x − y‖², ε = blur²), built on ott-jax.
+- :func:`sinkhorn_divergence` (alias :func:`sinkhorn`): the *converged* debiased Sinkhorn
+  divergence with geomloss's conventions (cost ½‖x − y‖², ε = blur²), built on ott-jax.
 - :func:`energy`: geomloss's ``'energy'`` loss, ½‖α − β‖²_k with k(x, y) = −‖x − y‖.
-- :func:`mmd`: MMD² with any kernel (NTK, NNGP, RBF...).
+- :func:`mmd2`: MMD² with any kernel (NTK, NNGP, RBF...); :func:`mmd` its square root.
 - :func:`mean_nn_distance`: mean distance from each particle to its nearest real point.
 
 All take point clouds ``x`` (n, d) and ``y`` (m, d) with uniform weights and return Python
 floats. They validate their input (rank 2, same d, finite) and raise :class:`ValueError`
 naming the argument otherwise.
 
-**Why "converged" matters.** (``sinkhorn(..., geomloss_compat=True)`` reproduces the
+**Why "converged" matters.** (``sinkhorn_divergence(..., geomloss_compat=True)`` reproduces the
 published, under-converged values.) GAN(TK)² reported geomloss's ``SamplesLoss('sinkhorn',
 blur=1e-3, scaling=0.95)``. That value anneals ε from the data diameter down to blur² with
 one Sinkhorn iteration per ε and stops there: it is *under-converged* at small blur. On two
 500-point 8-Gaussian samples geomloss gives 0.209 where the converged value is 0.280.
-:func:`sinkhorn` anneals too, but then iterates at the target ε until the marginals match
+:func:`sinkhorn_divergence` anneals too, but then iterates at the target ε until the marginals match
 to ``threshold``, and raises if they do not.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,24 @@ from jaxtyping import Array, Float
 
 from gantk._validate import as_points, check_positive, check_positive_int
 
-__all__ = ["SinkhornDidNotConverge", "energy", "mean_nn_distance", "mmd", "sinkhorn"]
+with warnings.catch_warnings():
+    # ott-jax imports JAXopt, which warns "JAXopt is no longer maintained" at import time;
+    # nothing of JAXopt is used here, so that warning (only) is silenced for this import.
+    warnings.filterwarnings("ignore", message="JAXopt is no longer maintained")
+    from ott.geometry import costs, pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import acceleration
+    from ott.solvers.linear import sinkhorn as ott_sinkhorn
+
+__all__ = [
+    "SinkhornDidNotConverge",
+    "energy",
+    "mean_nn_distance",
+    "mmd",
+    "mmd2",
+    "sinkhorn",
+    "sinkhorn_divergence",
+]
 
 
 class SinkhornDidNotConverge(RuntimeError):
@@ -52,9 +70,6 @@ def _pair(x: Any, y: Any) -> tuple[Array, Array]:
 
 
 def _problem(x: Array, y: Array, e: Array) -> Any:
-    from ott.geometry import costs, pointcloud
-    from ott.problems.linear import linear_problem
-
     geom = pointcloud.PointCloud(x, y, cost_fn=costs.SqEuclidean(), scale_cost=2.0, epsilon=e)
     return linear_problem.LinearProblem(geom)
 
@@ -63,9 +78,6 @@ def _solver(threshold: Any, max_iterations: int, inner: int, symmetric: bool) ->
     """ott Sinkhorn; ``symmetric`` uses geomloss's averaged update f <- (f + T(f)) / 2
     (parallel dual updates, momentum 1/2), which converges in a few iterations where
     alternating Sinkhorn crawls on self-transport problems OT(a, a)."""
-    from ott.solvers.linear import acceleration
-    from ott.solvers.linear import sinkhorn as ott_sinkhorn
-
     extra: dict[str, Any] = {}
     if symmetric:
         extra = dict(parallel_dual_updates=True, momentum=acceleration.Momentum(value=0.5))
@@ -177,7 +189,7 @@ def _geomloss_annealed(x: Array, y: Array, blur: Array, scaling: Array, n_eps: i
     return jnp.mean(f_ba - f_aa) + jnp.mean(g_ab - g_bb)
 
 
-def sinkhorn(
+def sinkhorn_divergence(
     x: Float[Array, "n d"],
     y: Float[Array, "m d"],
     blur: float = 1e-3,
@@ -296,19 +308,23 @@ def energy(x: Float[Array, "n d"], y: Float[Array, "m d"]) -> float:
         return float(exy - 0.5 * exx - 0.5 * eyy)
 
 
-def mmd(
+def mmd2(
     x: Float[Array, "n d"], y: Float[Array, "m d"], kernel: Callable[[Array, Array], Array]
 ) -> float:
-    r"""Squared maximum mean discrepancy with any kernel (biased V-statistic).
+    r"""Squared maximum mean discrepancy MMD² with any kernel (biased V-statistic).
 
     :math:`\mathrm{MMD}^2_k = \mathbb{E}k(x, x') + \mathbb{E}k(y, y') - 2\,\mathbb{E}k(x, y)`
-    (Gretton et al., JMLR 2012). With the NTK of the discriminator, the IPM generator
-    loss equals :math:`-\tau` times the cross terms (Franceschi et al., 2022, Sec. 4).
-    Evaluated in row blocks of 2048, in the input dtype.
+    (Gretton et al., JMLR 2012, eq. (5)). With the NTK of the discriminator, the IPM
+    generator loss equals :math:`-\tau` times the cross terms (Franceschi et al., 2022,
+    Sec. 4). Evaluated in row blocks of 2048, in the input dtype.
 
     Args:
-        x: fake points ``(n, d)``; y: real points ``(m, d)``.
-        kernel: ``k(x1, x2) -> (n1, n2)``.
+        x: fake points ``(n, d)``.
+        y: real points ``(m, d)``.
+        kernel: ``k(x1, x2) -> (n1, n2)``, positive semi-definite.
+
+    Returns:
+        MMD² as a Python float, in the kernel's units (``>= 0`` up to rounding).
 
     Raises:
         ValueError: on malformed points or a non-callable kernel.
@@ -320,6 +336,20 @@ def mmd(
     kyy = _block_pairwise_mean(y, y, kernel)
     kxy = _block_pairwise_mean(x, y, kernel)
     return float(kxx + kyy - 2 * kxy)
+
+
+def mmd(
+    x: Float[Array, "n d"], y: Float[Array, "m d"], kernel: Callable[[Array, Array], Array]
+) -> float:
+    """Maximum mean discrepancy ``sqrt(max(MMD², 0))`` (see :func:`mmd2`).
+
+    Returns:
+        MMD as a Python float, in the units of ``sqrt(k)``.
+
+    Raises:
+        ValueError: on malformed points or a non-callable kernel.
+    """
+    return math.sqrt(max(mmd2(x, y, kernel), 0.0))
 
 
 def mean_nn_distance(x: Float[Array, "n d"], y: Float[Array, "m d"]) -> float:
@@ -337,3 +367,7 @@ def mean_nn_distance(x: Float[Array, "n d"], y: Float[Array, "m d"]) -> float:
         mins = [jnp.min(_dist(x64[i:i + 1024], y64), axis=1)
                 for i in range(0, x64.shape[0], 1024)]
         return float(jnp.mean(jnp.concatenate(mins)))
+
+
+#: Short name of :func:`sinkhorn_divergence` (kept for existing callers).
+sinkhorn = sinkhorn_divergence

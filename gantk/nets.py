@@ -41,23 +41,24 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import struct
 from jaxtyping import Array, Float
 
+from gantk import losses
 from gantk._validate import (
     as_points,
     check_choice,
+    check_int,
     check_nonneg,
     check_positive,
     check_positive_int,
-    is_concrete,
 )
 from gantk.architectures import MLPSpec
+from gantk.solution import AbstractDiscriminator
 
 __all__ = [
     "NTK_IMPLEMENTATIONS",
@@ -156,18 +157,9 @@ class _Dense(nn.Module):
         return y
 
 
-def _as_points(x: Any, name: str, **kwargs: Any) -> Array:
-    """:func:`as_points`, with the finiteness check done on the host.
-
-    A concrete array closed over inside ``jit`` is not a tracer, but a ``jnp`` reduction on
-    it would be staged out; checking with numpy works in both cases (tracers: skipped).
-    """
-    arr = as_points(x, name, check_finite=False, **kwargs)
-    if is_concrete(arr):
-        bad = int(np.sum(~np.isfinite(np.asarray(arr))))
-        if bad:
-            raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
-    return arr
+#: The point validator (``as_points`` checks finiteness on the host, also for concrete
+#: arrays closed over inside ``jit``); the name is kept for :func:`empirical_ntk`.
+_as_points = as_points
 
 
 def _as_float_input(x: Array) -> Array:
@@ -495,8 +487,6 @@ def _unwrap(loss: Any) -> Any:
 
 
 def _resolve_loss(loss: Any) -> Any:
-    from gantk import losses
-
     return losses.get(loss)
 
 
@@ -548,29 +538,40 @@ def _not(mask: Params) -> Params:
     return jax.tree.map(lambda m: not m, mask)
 
 
-@struct.dataclass
-class FiniteDiscriminator:
+class FiniteDiscriminator(AbstractDiscriminator):
     """A trained finite-width discriminator (a pytree; ``params`` is its only leaf node).
 
-    The finite-width counterpart of :class:`gantk.discriminator.Discriminator`: calling it
-    evaluates ``f(x)``, :meth:`velocity` gives the particle velocity ``−∇_x c(f(x))`` of
-    Franceschi et al. (ICML 2022, Eq. 5) with the gradient taken through the trained net.
+    The finite-width implementation of :class:`gantk.solution.AbstractDiscriminator` (the
+    infinite-width one is :class:`gantk.solution.Discriminator`): calling it evaluates
+    ``f(x)``; :meth:`velocity` gives the particle velocity ``−∇_x c(f(x))`` of Franceschi
+    et al. (ICML 2022, Eq. 5) with the gradient taken through the trained net.
 
     Attributes:
         params: trained parameters (pytree).
         spec: the architecture (static).
         antisymmetric: whether ``params`` are those of :class:`AntisymmetricMLP` (static).
-        loss: the :class:`gantk.losses.Loss` it was trained with (static).
+        trained_with: the loss it was trained with, as a static (hashable) value; read it
+            as :attr:`loss`.
         steps: number of SGD steps taken (static).
         lr: SGD learning rate (static).
     """
 
     params: Params
-    spec: MLPSpec = struct.field(pytree_node=False)
-    antisymmetric: bool = struct.field(pytree_node=False)
-    loss: Any = struct.field(pytree_node=False)
-    steps: int = struct.field(pytree_node=False)
-    lr: float = struct.field(pytree_node=False)
+    spec: MLPSpec = eqx.field(static=True)
+    antisymmetric: bool = eqx.field(static=True)
+    trained_with: Any = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    lr: float = eqx.field(static=True)
+
+    @property
+    def loss(self) -> Any:
+        """The :class:`gantk.losses.Loss` it was trained with."""
+        return _unwrap(self.trained_with)
+
+    @property
+    def carry(self) -> Params:
+        """The trained parameters, from which a flow's next fit starts."""
+        return self.params
 
     @property
     def time(self) -> float:
@@ -583,7 +584,7 @@ class FiniteDiscriminator:
         return _input_dim(self.params, self.antisymmetric)
 
     def _points(self, points: Array) -> Array:
-        return _as_points(points, "points", dim=self.dim, dim_name="the training data")
+        return as_points(points, "points", dim=self.dim, dim_name="the training data")
 
     def _apply(self, x: Array) -> Array:
         return discriminator_apply(self.spec, antisymmetric=self.antisymmetric)(self.params, x)
@@ -596,38 +597,20 @@ class FiniteDiscriminator:
         """
         return self._apply(self._points(points))
 
-    def generator_loss(self, points: Float[Array, "q d"]) -> Float[Array, " q"]:
-        """Per-particle generator loss ``c(f(points))``, shape ``(q,)``.
-
-        Raises:
-            ValueError: if ``points`` is not ``(q, d)`` with the training dimension.
-        """
-        return _unwrap(self.loss).c(self(points))
-
-    def velocity(self, points: Float[Array, "q d"]) -> Float[Array, "q d"]:
-        """Particle velocity ``−∇_x c(f(x))`` at each point, shape ``(q, d)``.
-
-        Computed as the input gradient of ``Σ_i c(f(x_i))`` (the MLP acts on each point
-        independently, so row ``i`` is ``∇ c(f(x_i))``).
-
-        Raises:
-            ValueError: if ``points`` is not ``(q, d)`` with the training dimension.
-        """
-        return self.value_and_velocity(points)[1]
-
-    def value_and_velocity(
+    def value_and_gradient(
         self, points: Float[Array, "q d"]
     ) -> tuple[Float[Array, " q"], Float[Array, "q d"]]:
-        """``(c(f(points)), −∇_x c(f(points)))`` in one forward/backward pass.
+        """``(f(points) (q,), ∇_x f(points) (q, d))`` in one forward/backward pass.
+
+        The MLP acts on each point independently, so the input gradient of ``Σ_i f(x_i)``
+        has row ``i`` equal to ``∇ f(x_i)``.
 
         Raises:
             ValueError: if ``points`` is not ``(q, d)`` with the training dimension.
         """
-        x = self._points(points)
-        c = _unwrap(self.loss).c
-        values, pullback = jax.vjp(lambda z: c(self._apply(z)), x)
+        values, pullback = jax.vjp(self._apply, self._points(points))
         (grad,) = pullback(jnp.ones_like(values))
-        return values, -grad
+        return values, grad
 
 
 def fit_finite_discriminator(
@@ -688,8 +671,8 @@ def fit_finite_discriminator(
     if steps is None:
         check_nonneg(time, "time")
         steps = int(round(float(time) / float(lr)))
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"`steps` must be a non-negative integer; got {steps!r}.")
+    else:
+        steps = check_int(steps, "steps")
     dtype = jax.tree.leaves(params)[0].dtype
     trained = _train(
         params,
@@ -770,10 +753,7 @@ def init_generator(key: Array, generator: MLPGenerator, *, dtype: Any = None) ->
     check_positive_int(generator.latent_dim, "latent_dim")
     check_positive_int(generator.out_dim, "out_dim")
     check_positive_int(generator.width, "width")
-    if isinstance(generator.depth, bool) or not isinstance(generator.depth, int):
-        raise ValueError(f"`depth` must be a non-negative integer; got {generator.depth!r}.")
-    if generator.depth < 0:
-        raise ValueError(f"`depth` must be a non-negative integer; got {generator.depth}.")
+    check_int(generator.depth, "depth")
     z = jnp.zeros((1, generator.latent_dim), _param_dtype(dtype))
     return generator.init(key, z)["params"]
 

@@ -3,10 +3,10 @@
 The expensive part of a flow step is the velocity ``v(x_i) = −∇ c(f_τ(x_i))`` of every fake
 particle: ``n`` independent kernel-gradient sums over the ``n + m`` training points. gantk
 shards the *query particles* over a 1-D device mesh with :func:`jax.shard_map` while the
-fitted :class:`~gantk.discriminator.Discriminator` (training points and coefficients) is
-replicated, so each device computes the velocity of ``n / p`` particles and no collective
-is needed except the final gather. The discriminator fit itself (closed form, eigh, Krylov
-or ODE) runs replicated.
+fitted discriminator (:class:`~gantk.solution.AbstractDiscriminator`: training points and
+coefficients, or network parameters) is replicated, so each device computes the velocity of
+``n / p`` particles and no collective is needed except the final gather. The discriminator
+fit itself (closed form, eigh, Krylov or ODE) runs replicated.
 
 Single device: everything works unchanged (the mesh has one device).
 
@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float
+
+from gantk._linalg import pad_rows
+from gantk.solution import AbstractDiscriminator
 
 __all__ = ["AXIS", "particle_mesh", "shard_particles", "sharded_value_and_velocity"]
 
@@ -74,35 +76,33 @@ def shard_particles(x: Float[Array, "n d"], mesh: Mesh) -> Float[Array, "n d"]:
 
 
 def sharded_value_and_velocity(
-    D: Any, points: Float[Array, "q d"], mesh: Mesh
+    D: AbstractDiscriminator, points: Float[Array, "q d"], mesh: Mesh | None
 ) -> tuple[Float[Array, " q"], Float[Array, "q d"]]:
-    """``(c(f_τ(points)), velocity(points))`` with the points split over ``mesh``.
+    """``(c(f(points)) (q,), velocity(points) (q, d))`` with the points split over ``mesh``.
 
-    ``D`` is replicated on every device; ``points`` are padded (by repeating the last row)
-    to a multiple of the device count, split, evaluated, gathered and un-padded. Works under
-    ``jit``; the result equals the single-device computation up to floating-point
-    summation order (identical on CPU).
+    ``D`` is replicated on every device; ``points`` are padded (by repeating the last row,
+    ``gantk._linalg.pad_rows``) to a multiple of the device count, split, evaluated,
+    gathered and un-padded. Works under ``jit``; the result equals the single-device
+    computation up to floating-point summation order (identical on CPU). With ``mesh``
+    None or of one device this is ``D.value_and_velocity(points)``.
 
     Args:
-        D: a fitted discriminator with ``generator_loss(points)`` and ``velocity(points)``.
+        D: a fitted :class:`~gantk.solution.AbstractDiscriminator` (infinite or finite
+            width).
         points: query points, shape ``(q, d)``.
-        mesh: a 1-D mesh from :func:`particle_mesh`.
+        mesh: a 1-D mesh from :func:`particle_mesh`, or None.
+
+    Raises:
+        ValueError: on invalid ``points`` (from ``D``).
     """
-    p = mesh.devices.size
+    if mesh is None or mesh.devices.size == 1:
+        return D.value_and_velocity(points)
     q = points.shape[0]
-    pad = (-q) % p
-    if pad:
-        points = jnp.concatenate([points, jnp.repeat(points[-1:], pad, axis=0)], axis=0)
-
-    def local(D: Any, pts: Array) -> tuple[Array, Array]:
-        if hasattr(D, "value_and_velocity"):
-            return D.value_and_velocity(pts)
-        return D.generator_loss(pts), D.velocity(pts)
-
+    padded = pad_rows(points, mesh.devices.size)
     spec = PartitionSpec(AXIS)
     fn = jax.shard_map(
-        local, mesh=mesh, in_specs=(PartitionSpec(), spec), out_specs=(spec, spec),
-        check_vma=False,
-    )
-    values, velocity = fn(D, points)
+        lambda D, pts: D.value_and_velocity(pts), mesh=mesh, in_specs=(PartitionSpec(), spec),
+        out_specs=(spec, spec), check_vma=False,
+    )  # fmt: skip
+    values, velocity = fn(D, padded)
     return values[:q], velocity[:q]

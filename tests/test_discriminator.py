@@ -149,7 +149,7 @@ def test_ode_default_accuracy_against_fine_reference():
         ref = discriminator(loss, arccos, x, y, 5.0, rtol=1e-12, ode_solver=diffrax.Dopri8())
         assert rel(D(p), ref(p)) < 1e-6
         assert rel(D.alpha, ref.alpha) < 1e-6
-        assert D.solver == "ode" and bool(D.info["converged"])
+        assert D.solver == "ode" and bool(D.stats.converged)
 
 
 def test_ode_solver_agrees_with_closed_forms():
@@ -164,7 +164,7 @@ def test_non_adaptive_ode_solver_uses_dt0():
     x, y, p = data()
     D = discriminator("vanilla", rbf, x, y, 1.0, ode_solver=diffrax.Euler(), dt0=1e-3)
     ref = discriminator("vanilla", rbf, x, y, 1.0)
-    assert int(D.info["num_steps"]) == 1000
+    assert int(D.stats.iterations) == 1000
     # Explicit Euler: first order, error ~ dt.
     assert 1e-6 < rel(D(p), ref(p)) < 1e-3
     alpha = euler_alpha("vanilla", rbf, x, y, 1.0, 1000)
@@ -429,7 +429,8 @@ def test_pytree_round_trip():
     x, y, p = data()
     D = discriminator("lsgan", rbf, x, y, 1.0, f0=f0_fn)
     leaves, treedef = jax.tree_util.tree_flatten(D)
-    assert len(leaves) == 4  # fake, real, alpha, time (info is empty for eigh)
+    # fake, real, their weights, time, alpha and the 4 solver stats
+    assert len(leaves) == 10
     D2 = jax.tree_util.tree_unflatten(treedef, leaves)
     np.testing.assert_allclose(D2(p), D(p))
     assert D2.solver == "eigh" and D2.loss == D.loss and D2.f0 is f0_fn
@@ -475,7 +476,7 @@ def test_solver_choice_is_visible():
 
 
 def test_auto_switches_to_krylov_above_threshold(monkeypatch):
-    import gantk.discriminator as dmod
+    import gantk.solvers as dmod
 
     x, y, p = data()
     monkeypatch.setattr(dmod, "EIGH_MAX", x.shape[0] + y.shape[0] - 1)
@@ -499,7 +500,7 @@ def test_ode_nonconvergence_raises():
     with pytest.raises(ConvergenceError, match="max_steps=3"):
         discriminator("vanilla", rbf, x, y, 50.0, max_steps=3)
     D = discriminator("vanilla", rbf, x, y, 50.0, max_steps=3, throw=False)
-    assert not bool(D.info["converged"])
+    assert not bool(D.stats.converged)
     with pytest.raises(Exception, match="did not reach"):
         jax.jit(lambda X: discriminator("vanilla", rbf, X, y, 50.0, max_steps=3).alpha)(x)
 
@@ -511,7 +512,7 @@ def test_krylov_nonconvergence_raises():
     with pytest.raises(ConvergenceError, match="CG"):
         discriminator("lsgan", rbf, x, y, math.inf, solver="krylov", max_steps=2)
     D = discriminator("lsgan", rbf, x, y, 100.0, solver="krylov", max_steps=3, throw=False)
-    assert not bool(D.info["converged"]) and float(D.info["residual"]) > 1e-8
+    assert not bool(D.stats.converged) and float(D.stats.residual) > 1e-8
 
 
 @pytest.mark.parametrize(
@@ -529,7 +530,7 @@ def test_krylov_nonconvergence_raises():
         ({"time": np.ones(2)}, "`time` must be a positive real scalar"),
         ({"loss": "wgan"}, "`loss` must be one of"),
         ({"solver": "lu"}, "`solver` must be one of"),
-        ({"solver": "eigh"}, "`solver`='eigh' needs a loss of kind linear"),
+        ({"solver": "eigh"}, "`solver`='eigh' needs a loss of kind quadratic"),
         ({"loss": "lsgan", "solver": "closed_form"}, "kind ipm"),
         ({"loss": "lsgan", "solver": "ode", "time": float("inf")}, "`time` = inf needs"),
         ({"block_size": 0}, "`block_size` must be an integer >= 1"),

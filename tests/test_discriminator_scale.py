@@ -115,8 +115,8 @@ def test_krylov_matches_eigh_300_300(tau):
     x, y, p = data(300, 300, seed=1)
     De = discriminator("lsgan", rbf, x, y, tau, solver="eigh")
     Dk = discriminator("lsgan", rbf, x, y, tau, solver="krylov")
-    assert Dk.solver == "krylov" and bool(Dk.info["converged"])
-    assert float(Dk.info["residual"]) <= 1e-8
+    assert Dk.solver == "krylov" and bool(Dk.stats.converged)
+    assert float(Dk.stats.residual) <= 1e-8
     assert rel(Dk(x), De(x)) < 1e-4
     assert rel(Dk(p), De(p)) < 1e-4
     assert rel(Dk.velocity(x), De.velocity(x)) < 1e-4
@@ -144,7 +144,7 @@ def test_krylov_infinite_time_cg_and_f0():
 
     De = discriminator("lsgan", rbf, x, y, math.inf, f0=f0, diag_reg=1e-2)
     Dk = discriminator("lsgan", rbf, x, y, math.inf, f0=f0, diag_reg=1e-2, solver="krylov")
-    assert bool(Dk.info["converged"]) and float(Dk.info["residual"]) < 1e-7
+    assert bool(Dk.stats.converged) and float(Dk.stats.residual) < 1e-7
     assert rel(Dk(p), De(p)) < 1e-6
     De = discriminator("lsgan", rbf, x, y, 2.0, f0=f0)
     Dk = discriminator("lsgan", rbf, x, y, 2.0, f0=f0, solver="krylov")
@@ -179,22 +179,22 @@ def test_krylov_under_jit_and_float32():
     assert rel(Dk(p), De(p)) < 1e-6
     x32, y32, p32 = (a.astype(jnp.float32) for a in (x, y, p))
     D32 = discriminator("lsgan", rbf, x32, y32, 1.0, solver="krylov")
-    assert D32.alpha.dtype == jnp.float32 and bool(D32.info["converged"])
+    assert D32.alpha.dtype == jnp.float32 and bool(D32.stats.converged)
     assert rel(D32(p32), De(p)) < 1e-4
 
 
 def test_auto_krylov_falls_back_to_eigh(monkeypatch):
-    import gantk.discriminator as dmod
+    import gantk.solvers as dmod
 
     x, y, p = data(40, 30, seed=6)
     monkeypatch.setattr(dmod, "EIGH_MAX", 10)
     De = discriminator("lsgan", rbf, x, y, 50.0, solver="eigh")
     ok = discriminator("lsgan", rbf, x, y, 50.0)
-    assert ok.solver == "krylov" and not bool(ok.info["fallback"])
+    assert ok.solver == "krylov" and not bool(ok.stats.fallback)
     assert rel(ok(p), De(p)) < 1e-6
     # A 3-vector Krylov budget cannot reach rtol: auto uses eigh instead of raising.
     fb = discriminator("lsgan", rbf, x, y, 50.0, max_steps=3)
-    assert fb.solver == "krylov" and bool(fb.info["fallback"]) and bool(fb.info["converged"])
+    assert fb.solver == "krylov" and bool(fb.stats.fallback) and bool(fb.stats.converged)
     np.testing.assert_allclose(fb.alpha, De.alpha, rtol=1e-10)
     # ... while an explicit solver='krylov' raises.
     with pytest.raises(dmod.ConvergenceError, match="Lanczos"):

@@ -20,7 +20,7 @@ def relu(x):
 
 TABLE = {
     "ipm": (lambda f: f, lambda f: -f, lambda f: -f, "ipm"),
-    "lsgan": (lambda f: (f + 1) ** 2, lambda f: (f - 1) ** 2, lambda f: f**2, "linear"),
+    "lsgan": (lambda f: (f + 1) ** 2, lambda f: (f - 1) ** 2, lambda f: f**2, "quadratic"),
     "vanilla": (
         softplus,
         lambda f: softplus(-f),
@@ -75,7 +75,7 @@ def test_lsgan_generator_target_option():
     x = jnp.asarray(F)
     np.testing.assert_allclose(loss.c(x), (F - 1) ** 2, rtol=1e-12)
     assert loss.targets == (-1.0, 1.0)
-    assert loss.kind == "linear"
+    assert loss.kind == "quadratic"
     other = losses.lsgan(fake_target=0.0, real_target=1.0)
     np.testing.assert_allclose(other.a(x), F**2, rtol=1e-12)
     assert other.targets == (0.0, 1.0)
@@ -131,10 +131,10 @@ def test_loss_validation():
     with pytest.raises(ValueError, match="kind"):
         losses.Loss(jnp.abs, jnp.abs, jnp.abs, kind="quadratic")
     with pytest.raises(ValueError, match="targets"):
-        losses.Loss(jnp.square, jnp.square, jnp.square, kind="linear")
+        losses.Loss(jnp.square, jnp.square, jnp.square, kind="quadratic")
     # Claims to be linear with targets (-1, 1) but a = f^2 is centred at 0.
     with pytest.raises(ValueError, match=r"\(f - -1.0\)\^2"):
-        losses.Loss(jnp.square, jnp.square, jnp.square, kind="linear", targets=(-1, 1))
+        losses.Loss(jnp.square, jnp.square, jnp.square, kind="quadratic", targets=(-1, 1))
     # Claims to be IPM but is not affine.
     with pytest.raises(ValueError, match="affine"):
         losses.Loss(jnp.square, jnp.negative, jnp.negative, kind="ipm")

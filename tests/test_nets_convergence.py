@@ -23,7 +23,7 @@ def _slope(widths, errors):
 def test_empirical_ntk_converges_to_stax_ntk_like_inverse_sqrt_width():
     spec = MLPSpec("relu", depth=3, W_std=1.0, b_std=1.0)
     x = np.array([[1.0, 0.0], [0.3, -0.8], [-1.2, 0.5], [0.0, 0.0], [2.0, 1.5]])
-    k_inf = np.asarray(spec.k()(x))
+    k_inf = np.asarray(spec.discriminator_kernel()(x))
     widths, seeds = (128, 512, 2048, 8192), (16, 16, 8, 4)
     errors = []
     for width, n_seeds in zip(widths, seeds, strict=True):
@@ -53,7 +53,7 @@ def test_finite_discriminator_approaches_infinite_width(loss):
     grid = 1.5 * rng.normal(size=(20, 2))
     spec = MLPSpec("relu", depth=3, b_std=1.0)
     tau, lr = 1.0, 0.1
-    k = spec.k()
+    k = spec.discriminator_kernel()
     if loss == "ipm":  # closed form, Franceschi et al. 2022, Sec. 5.1
         f_inf = tau * (np.asarray(k(grid, real)).mean(1) - np.asarray(k(grid, fake)).mean(1))
     else:

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Array, Float
 
-from gantk._validate import check_positive_int
-from gantk.stax.kernel import points
+from gantk._linalg import gram
+from gantk._validate import as_points, check_positive_int
 
 __all__ = ["blocked"]
-
-
-def _pad_blocks(x: jax.Array, size: int) -> tuple[jax.Array, int]:
-    """Pad ``x`` (repeating its last row) to a multiple of ``size`` rows and tile it."""
-    n = x.shape[0]
-    n_blocks = -(-n // size)
-    pad = n_blocks * size - n
-    if pad:
-        x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad, x.shape[1]))], axis=0)
-    return x.reshape(n_blocks, size, x.shape[1]), n_blocks
 
 
 def blocked(k: Callable, block_size: int) -> Callable:
@@ -34,7 +21,8 @@ def blocked(k: Callable, block_size: int) -> Callable:
     size, every tile is ``k(x1_block, x2_block)``, and the result is sliced back. Tiles
     have ``min(block_size, n1)`` rows and ``min(block_size, n2)`` columns. The result
     equals ``k(x1, x2)`` (up to floating-point reassociation inside ``k``), and is
-    jittable and differentiable.
+    jittable and differentiable. The tiling is gantk's one tiled Gram builder
+    (``gantk._linalg.gram``), shared with the discriminator solvers.
 
     Args:
         k: a kernel ``k(x1, x2) -> (n1, n2)`` acting row/column-wise, e.g.
@@ -55,19 +43,9 @@ def blocked(k: Callable, block_size: int) -> Callable:
     def k_blocked(
         x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None = None
     ) -> Float[Array, "n1 n2"]:
-        x1 = points(x1, "x1")
-        x2 = x1 if x2 is None else points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        n1, n2 = x1.shape[0], x2.shape[0]
-        b1, b2 = min(block_size, n1), min(block_size, n2)
-        t1, m1 = _pad_blocks(x1, b1)
-        t2, m2 = _pad_blocks(x2, b2)
-
-        def row(xa: jax.Array) -> jax.Array:
-            return lax.map(lambda xb: k(xa, xb), t2)  # (m2, b1, b2)
-
-        tiles = lax.map(row, t1)  # (m1, m2, b1, b2)
-        gram = tiles.transpose(0, 2, 1, 3).reshape(m1 * b1, m2 * b2)
-        return gram[:n1, :n2]
+        x1 = as_points(x1, "x1")
+        x2 = x1 if x2 is None else as_points(x2, "x2", dim=x1.shape[1], dim_name="x1")
+        return gram(k, x1, x2, block_size)
 
     k_blocked.__name__ = f"blocked[{getattr(k, '__name__', 'k')}, {block_size}]"
     return k_blocked
