@@ -248,9 +248,11 @@ def _loop(built: Built, logger: RunLogger, state: Any, start: int, gen_hist: lis
     cfg = built.cfg
     history = list(gen_hist)
 
-    def on_chunk(st: Any, done: int, chunk_losses: Any) -> bool:
-        history.extend(float(v) for v in np.asarray(chunk_losses))
-        logger.log(st, start + done, history[-1])
+    def on_chunk(st: Any, done: int, out: Any) -> bool:
+        losses, disc = (out.gen_loss, out.discriminator) if isinstance(out, flows.StepOutput) \
+            else (out, None)
+        history.extend(float(v) for v in np.asarray(losses))
+        logger.log(st, start + done, history[-1], disc)
         _checkpoint(logger.dir, st, start + done, history, logger.elapsed, ck_hash)
         return False
 
@@ -288,7 +290,7 @@ def _finish(built: Built, logger: RunLogger, result: flows.ChunkResult, start: i
     interrupted = held.pressed or result.stopped == "interrupted"
     try:
         logger.final_figures(losses, final_step, result.stopped is None,
-                             built.particles(result.state))
+                             built.particles(result.state), result.discriminator)
     except KeyboardInterrupt:
         interrupted = True
     print()
