@@ -43,6 +43,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +57,7 @@ __all__ = [
     "PointwiseLoss",
     "RestPoint",
     "field",
+    "flow",
     "from_gantk",
     "get",
     "jacobian",
@@ -202,6 +204,41 @@ def field(
     dD = p_d * f1p(D) + p_g * f2p(D)
     dp = lo.f3(D) - lo.f3(jnp.asarray(D0, z.dtype))
     return jnp.stack([dD, dp], axis=-1)
+
+
+def flow(
+    loss: str | PointwiseLoss,
+    z0: Float[ArrayLike, " 2"],
+    p_d: float,
+    ts: Float[ArrayLike, " k"],
+    D0: float | None = None,
+) -> Float[Array, "k 2"]:
+    """Trajectory of ``(D, p_g)`` from ``z0`` saved at ``ts`` (diffrax Tsit5, adaptive).
+
+    Raises:
+        ValueError: as :func:`field`, or ``ts`` not strictly increasing.
+    """
+    lo = get(loss)
+    p_d = _p_d(p_d)
+    D0 = rest_point(lo, p_d).D if D0 is None else D0
+    z0 = jnp.asarray(z0, jnp.result_type(float))
+    if z0.shape != (2,):
+        raise ValueError(f"`z0` must have shape (2,) holding (D, p_g); got {z0.shape}.")
+    ts = jnp.asarray(ts, z0.dtype)
+    if ts.ndim != 1 or ts.shape[0] < 2 or bool(jnp.any(jnp.diff(ts) <= 0)):
+        raise ValueError(f"`ts` must be a strictly increasing 1-D array of >= 2 times; got {ts}.")
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, z, args: field(lo, z, p_d, D0=D0)),
+        diffrax.Tsit5(),
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=None,
+        y0=z0,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9),
+        max_steps=100_000,
+    )
+    return sol.ys
 
 
 @dataclasses.dataclass(frozen=True)
