@@ -43,13 +43,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from gantk.analysis import _checks
+from gantk.analysis import _checks, _ode
 
 __all__ = [
     "LOSSES",
@@ -224,21 +223,7 @@ def flow(
     z0 = jnp.asarray(z0, jnp.result_type(float))
     if z0.shape != (2,):
         raise ValueError(f"`z0` must have shape (2,) holding (D, p_g); got {z0.shape}.")
-    ts = jnp.asarray(ts, z0.dtype)
-    if ts.ndim != 1 or ts.shape[0] < 2 or bool(jnp.any(jnp.diff(ts) <= 0)):
-        raise ValueError(f"`ts` must be a strictly increasing 1-D array of >= 2 times; got {ts}.")
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, z, args: field(lo, z, p_d, D0=D0)),
-        diffrax.Tsit5(),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=z0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9),
-        max_steps=100_000,
-    )
-    return sol.ys
+    return _ode.solve(lambda z: field(lo, z, p_d, D0=D0), z0, ts, rtol=1e-7, atol=1e-9)
 
 
 @dataclasses.dataclass(frozen=True)
