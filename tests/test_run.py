@@ -188,3 +188,17 @@ def test_digits_generator_writes_image_grids(tmp_path):
     assert (tmp_path / "dg" / "figures" / "step_4.png").stat().st_size > 1000
     z = np.load(tmp_path / "dg" / "particles_4.npz")
     assert z["fake"].shape == (32, 64) and np.all(np.abs(z["fake"]) <= 1.0)  # tanh output
+
+
+def test_log_ntk_drift_columns(tmp_path):
+    """--log-ntk-drift: the empirical NTK's relative motion, 0 at initialization."""
+    code = grun.main(["--n-particles", "16", "--steps", "4", "--log-every", "2", "--width", "32",
+                      "--loss", "lsgan", "--eta", "10", "--no-progress", "--no-figures",
+                      "--metrics", "energy", "--log-ntk-drift", "--out", str(tmp_path),
+                      "--name", "nd"])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "nd" / "metrics.csv")))
+    assert float(rows[0]["ntk_drift"]) == 0.0
+    assert 0.0 < float(rows[-1]["ntk_drift"]) < 1.0
+    assert 0.0 < float(rows[0]["ntk_inf_distance"]) < 1.0  # width 32 vs infinite width
+    assert grun.main(["--log-ntk-drift", "--out", str(tmp_path)]) == 2  # needs --width

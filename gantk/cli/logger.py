@@ -16,10 +16,12 @@ from typing import Any, TextIO
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from gantk import _io, plot
+from gantk import _io, nets, plot
 from gantk import metrics as gm
+from gantk.analysis.ntk_drift import NTKDriftLogger
 from gantk.cli.build import Built, label
 from gantk.cli.config import CSV_FIELDS
 from gantk.cli.errors import UsageError
@@ -38,7 +40,8 @@ def _velocity(disc: Any, points: Any) -> Any:
     return disc.velocity(points)
 
 
-def read_rows(path: pathlib.Path, upto: int) -> list[dict[str, Any]]:
+def read_rows(path: pathlib.Path, upto: int,
+              fields: tuple[str, ...] = CSV_FIELDS) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` with ``step <= upto`` (empty cells → absent).
 
     Raises:
@@ -53,7 +56,7 @@ def read_rows(path: pathlib.Path, upto: int) -> list[dict[str, Any]]:
                 step = int(r["step"])
                 if step <= upto:
                     rows.append({k: (step if k == "step" else float(v))
-                                 for k, v in r.items() if k in CSV_FIELDS and v})
+                                 for k, v in r.items() if k in fields and v})
     except (OSError, KeyError, ValueError, TypeError, csv.Error) as err:
         raise UsageError(f"argument --resume: {str(path)!r} is not a readable metrics table "
                          f"({type(err).__name__})") from None
@@ -79,6 +82,7 @@ class RunLogger:
         self.t_start = _time.perf_counter()
         self.elapsed_before = elapsed_before
         self._fit_fn: Callable | None = None
+        self.ntk_drift = _ntk_drift_logger(built) if self.cfg.log_ntk_drift else None
 
     @property
     def elapsed(self) -> float:
@@ -128,8 +132,10 @@ class RunLogger:
             gen_loss = None
         row = {"step": step, **self.metrics(fake, step), "generator_loss": gen_loss,
                "wall_time": round(self.elapsed, 3)}
+        if self.ntk_drift is not None:
+            row.update(self.ntk_drift.log(state.disc_params))
         self.rows = [r for r in self.rows if r["step"] < step] + [row]
-        _io.write_csv(self.dir / "metrics.csv", self.rows, CSV_FIELDS)
+        _io.write_csv(self.dir / "metrics.csv", self.rows, self.cfg.csv_fields)
         _io.write_npz(self.dir / f"particles_{step}.npz", fake=np.asarray(fake),
                       real=np.asarray(self.built.real), step=step)
         if self.figures:
@@ -206,10 +212,19 @@ class RunLogger:
         return out
 
 
-def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None) -> None:
+def _ntk_drift_logger(built: Built) -> NTKDriftLogger:
+    """Drift of the finite discriminator's empirical NTK on 32 fake + 32 real probe points."""
+    cfg = built.cfg
+    probe = jnp.concatenate([built.fake0[:32], built.real[:32]])
+    apply = nets.discriminator_apply(cfg.spec, antisymmetric=cfg.antisymmetric)
+    return NTKDriftLogger(apply, built.state.disc_params, probe, kernel_fn=built.kernel)
+
+
+def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None,
+                fields: tuple[str, ...] = CSV_FIELDS) -> None:
     """Print metric rows as a fixed-width table (first 3 and last 8 rows of long runs)."""
     stream = sys.stdout if stream is None else stream
-    cols = [c for c in CSV_FIELDS if any(r.get(c) is not None for r in rows)]
+    cols = [c for c in fields if any(r.get(c) is not None for r in rows)]
     print("  ".join(f"{c:>14}" for c in cols), file=stream)
     shown = rows if len(rows) <= 12 else [*rows[:3], None, *rows[-8:]]
     for r in shown:
