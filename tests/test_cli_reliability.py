@@ -309,10 +309,10 @@ def test_write_failure_mid_run_exits_1_and_keeps_files(tmp_path, capsys, monkeyp
 
     orig = glog.RunLogger.log
 
-    def failing(self, state, step, gen_loss):
+    def failing(self, state, step, *rest):
         if step == 2:
             raise OSError(28, "No space left on device", str(self.dir / "metrics.csv"))
-        orig(self, state, step, gen_loss)
+        orig(self, state, step, *rest)
 
     monkeypatch.setattr(glog.RunLogger, "log", failing)
     code, _, err = run_main(capsys, *TINY, "--out", tmp_path, "--name", "r")

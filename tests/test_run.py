@@ -101,8 +101,8 @@ def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
 
     orig_log = RunLogger.log
 
-    def interrupting_log(self, state, step, gen_loss):
-        orig_log(self, state, step, gen_loss)
+    def interrupting_log(self, state, step, *rest):
+        orig_log(self, state, step, *rest)
         if step == 20:
             raise KeyboardInterrupt
 
