@@ -61,3 +61,13 @@ def test_bad_input():
         pw.rest_point("gan", 0.0)
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
         pw.field("gan", jnp.zeros(3), 1.0)
+
+
+def test_stable_flow_decreases_lyapunov_and_converges():
+    p_d = 1.0
+    ts = jnp.linspace(0.0, 40.0, 200)
+    traj = pw.flow("stable", [3.0, 2.5], p_d, ts)
+    V, _ = pw.lyapunov(traj, p_d)
+    assert bool(jnp.all(jnp.diff(V) <= 1e-12))
+    # eigenvalues -1/2 ± i sqrt(3)/2: V decays like exp(-t) up to oscillation
+    np.testing.assert_allclose(traj[-1], [1.0, p_d], atol=1e-6)

@@ -113,7 +113,7 @@ def test_snapshots(tmp_path, capsys):
     (tmp_path / "particles_x.npz").write_bytes(b"")  # ignored: not a step file
     snaps = figures.load_snapshots(tmp_path)
     assert [s[0] for s in snaps] == [0, 5, 20, 100]
-    assert figures._pick(10, 4) == [0, 3, 6, 9]
+    assert figures.evenly_spaced(10, 4) == [0, 3, 6, 9]  # first and last included
     assert figures.main(["snapshots", str(tmp_path), "--max-panels", "3"]) == 0
     png = tmp_path / "figures" / "snapshots.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

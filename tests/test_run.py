@@ -16,9 +16,12 @@ SMALL = ["--n-particles", "40", "--eta", "80", "--steps", "20", "--log-every", "
          "--metrics", "energy,mmd"]
 
 
-def _main(args, capsys=None):
-    code = grun.main(args)
-    return code
+def strict_json(path):
+    """Parse a JSON file gantk wrote, refusing NaN/Infinity (RFC 8259)."""
+    def refuse(name):
+        raise ValueError(f"{path}: non-standard JSON constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +68,7 @@ def test_run_writes_all_outputs(tmp_path, capsys):
                       "sinkhorn,energy,mmd"])
     assert code == 0
     d = tmp_path / "r"
-    cfg = json.loads((d / "config.json").read_text())
+    cfg = strict_json(d / "config.json")
     assert cfg["loss"] == "ipm" and cfg["arch"] == "relu" and cfg["n_particles"] == 40
     rows = list(csv.DictReader(open(d / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [0, 10, 20]
@@ -77,7 +80,7 @@ def test_run_writes_all_outputs(tmp_path, capsys):
     assert (d / "figures" / "metrics.png").stat().st_size > 1000
     assert (d / "figures" / "step_0.png").exists() and (d / "figures" / "step_20.png").exists()
     assert (d / "flow.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
-    summary = json.loads((d / "summary.json").read_text())
+    summary = strict_json(d / "summary.json")
     assert summary["status"] == "completed" and summary["steps_done"] == 20
     out = capsys.readouterr().out
     assert "completed: 20/20 steps" in out and "energy" in out
@@ -98,8 +101,8 @@ def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
 
     orig_log = RunLogger.log
 
-    def interrupting_log(self, state, step, gen_loss):
-        orig_log(self, state, step, gen_loss)
+    def interrupting_log(self, state, step, *rest):
+        orig_log(self, state, step, *rest)
         if step == 20:
             raise KeyboardInterrupt
 
@@ -126,7 +129,7 @@ def test_divergence_exits_1_and_keeps_last_finite_state(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "step" in err
-    summary = json.loads((tmp_path / "div" / "summary.json").read_text())
+    summary = strict_json(tmp_path / "div" / "summary.json")
     assert summary["status"] == "diverged"
     step = summary["steps_done"]
     z = np.load(tmp_path / "div" / f"particles_{step}.npz")
@@ -161,7 +164,7 @@ def test_finite_width_runs_make_progress(tmp_path, extra):
     assert code == 0
     rows = list(csv.DictReader(open(tmp_path / "fw" / "metrics.csv")))
     assert float(rows[-1]["energy"]) < 0.9 * float(rows[0]["energy"])
-    cfg = json.loads((tmp_path / "fw" / "config.json").read_text())
+    cfg = strict_json(tmp_path / "fw" / "config.json")
     assert cfg["width"] == 64
 
 
@@ -185,3 +188,17 @@ def test_digits_generator_writes_image_grids(tmp_path):
     assert (tmp_path / "dg" / "figures" / "step_4.png").stat().st_size > 1000
     z = np.load(tmp_path / "dg" / "particles_4.npz")
     assert z["fake"].shape == (32, 64) and np.all(np.abs(z["fake"]) <= 1.0)  # tanh output
+
+
+def test_log_ntk_drift_columns(tmp_path):
+    """--log-ntk-drift: the empirical NTK's relative motion, 0 at initialization."""
+    code = grun.main(["--n-particles", "16", "--steps", "4", "--log-every", "2", "--width", "32",
+                      "--loss", "lsgan", "--eta", "10", "--no-progress", "--no-figures",
+                      "--metrics", "energy", "--log-ntk-drift", "--out", str(tmp_path),
+                      "--name", "nd"])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "nd" / "metrics.csv")))
+    assert float(rows[0]["ntk_drift"]) == 0.0
+    assert 0.0 < float(rows[-1]["ntk_drift"]) < 1.0
+    assert 0.0 < float(rows[0]["ntk_inf_distance"]) < 1.0  # width 32 vs infinite width
+    assert grun.main(["--log-ntk-drift", "--out", str(tmp_path)]) == 2  # needs --width

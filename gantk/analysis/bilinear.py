@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from gantk.analysis import _checks
+from gantk.analysis import _checks, _ode
 
 __all__ = [
     "METHODS",
@@ -136,21 +135,7 @@ def flow(
     """
     game = _game(game)
     z0 = game._state(z0)
-    ts = jnp.asarray(ts, z0.dtype)
-    if ts.ndim != 1 or ts.shape[0] < 2 or bool(jnp.any(jnp.diff(ts) <= 0)):
-        raise ValueError(f"`ts` must be a strictly increasing 1-D array of >= 2 times; got {ts}.")
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, z, args: game(z)),
-        diffrax.Tsit5(),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=z0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=100_000,
-    )
-    return sol.ys
+    return _ode.solve(game, z0, ts, rtol=rtol, atol=atol)
 
 
 def _step(game: BilinearGame, method: str, h: float) -> Callable:

@@ -46,14 +46,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from gantk.analysis import _checks
+from gantk.analysis import _checks, _ode
 
 __all__ = [
     "F1",
@@ -367,21 +366,7 @@ def flow(
     x0 = _as_state(x0, "x0")
     if x0.shape != (2,):
         raise ValueError(f"`x0` must have shape (2,); got {x0.shape}.")
-    ts = jnp.asarray(ts, x0.dtype)
-    if ts.ndim != 1 or ts.shape[0] < 2 or (_is_concrete(ts) and bool(jnp.any(jnp.diff(ts) <= 0))):
-        raise ValueError(f"`ts` must be a strictly increasing 1-D array of >= 2 times; got {ts}.")
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, x, args: game.flow_field(x)),
-        diffrax.Tsit5(),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=game.project(x0),
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=100_000,
-    )
-    return sol.ys
+    return _ode.solve(game.flow_field, game.project(x0), ts, rtol=rtol, atol=atol)
 
 
 def _eig2(m: Array) -> Array:

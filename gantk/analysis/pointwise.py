@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from gantk.analysis import _checks
+from gantk.analysis import _checks, _ode
 
 __all__ = [
     "LOSSES",
@@ -56,6 +56,7 @@ __all__ = [
     "PointwiseLoss",
     "RestPoint",
     "field",
+    "flow",
     "from_gantk",
     "get",
     "jacobian",
@@ -202,6 +203,27 @@ def field(
     dD = p_d * f1p(D) + p_g * f2p(D)
     dp = lo.f3(D) - lo.f3(jnp.asarray(D0, z.dtype))
     return jnp.stack([dD, dp], axis=-1)
+
+
+def flow(
+    loss: str | PointwiseLoss,
+    z0: Float[ArrayLike, " 2"],
+    p_d: float,
+    ts: Float[ArrayLike, " k"],
+    D0: float | None = None,
+) -> Float[Array, "k 2"]:
+    """Trajectory of ``(D, p_g)`` from ``z0`` saved at ``ts`` (diffrax Tsit5, adaptive).
+
+    Raises:
+        ValueError: as :func:`field`, or ``ts`` not strictly increasing.
+    """
+    lo = get(loss)
+    p_d = _p_d(p_d)
+    D0 = rest_point(lo, p_d).D if D0 is None else D0
+    z0 = jnp.asarray(z0, jnp.result_type(float))
+    if z0.shape != (2,):
+        raise ValueError(f"`z0` must have shape (2,) holding (D, p_g); got {z0.shape}.")
+    return _ode.solve(lambda z: field(lo, z, p_d, D0=D0), z0, ts, rtol=1e-7, atol=1e-9)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ from gantk import data as gdata
 from gantk import flows, nets
 from gantk.cli.config import RunConfig
 from gantk.cli.errors import UsageError, one_line
-from gantk.discriminator import discriminator
 from gantk.sharding import particle_mesh
 
 __all__ = ["FIXED_DATA", "Built", "build", "data_error", "label"]
@@ -46,7 +45,9 @@ class Built:
         cfg: the configuration (``n_particles``/``n_real`` resolved to the loaded sizes).
         fake0: initial fake particles ``(n, d)``; real: real points ``(m, d)``.
         kernel: ``k(x1, x2) -> (n1, n2)`` of ``cfg.spec`` (NTK, or NNGP for rbf).
-        step: ``step(state, real) -> (state, mean generator loss)``.
+        step: ``step(state, real) -> (state, out)``: for particles a
+            :class:`~gantk.flows.FlowStep` (``out`` a :class:`~gantk.flows.StepOutput` with
+            the fitted discriminator), for a generator the mean generator loss.
         state: the initial :class:`~gantk.flows.FlowState` or ``GeneratorState``.
         particles: ``state -> fake points (n, d)`` (generator samples at fixed latents).
         devices: the devices the particles are split over.
@@ -115,7 +116,7 @@ def build(cfg: RunConfig) -> Built:
     fake, real, notes = _load_data(cfg, dtype)
     cfg = dataclasses.replace(cfg, n_particles=int(fake.shape[0]), n_real=int(real.shape[0]))
     devices = _select_devices(cfg.devices)
-    kernel = cfg.spec.k()
+    kernel = cfg.spec.discriminator_kernel()
     key = jax.random.key(cfg.seed)
     step_size = cfg.eta / int(fake.shape[0])
     if cfg.generator == "mlp":
@@ -137,16 +138,18 @@ def _init_disc(cfg: RunConfig, key: Any, d: int) -> Any:
                                    antisymmetric=cfg.antisymmetric)
 
 
+def _fit(cfg: RunConfig, kernel: Callable) -> flows.AbstractFit:
+    """How each generator step trains the discriminator (infinite or finite width)."""
+    if cfg.width is None:
+        return flows.InfiniteWidthFit(cfg.loss, kernel, cfg.time)
+    return flows.FiniteWidthFit(cfg.loss, cfg.spec, cfg.time, cfg.discr_lr, cfg.reset,
+                                cfg.antisymmetric, cfg.single_step)
+
+
 def _particles(cfg: RunConfig, kernel: Callable, key: Any, fake: Any, step_size: float,
                devices: list[Any]) -> tuple[Callable, Any]:
-    if cfg.width is None:
-        mesh = particle_mesh(devices) if len(devices) > 1 else None
-        step = flows.infinite_width_step(cfg.loss, kernel, cfg.time, step_size, mesh=mesh)
-    else:
-        step = flows.finite_width_step(
-            cfg.loss, cfg.spec, cfg.time, step_size, cfg.discr_lr, reset=cfg.reset,
-            antisymmetric=cfg.antisymmetric, single_step=cfg.single_step,
-        )
+    mesh = particle_mesh(devices) if len(devices) > 1 and cfg.width is None else None
+    step = flows.flow_step(_fit(cfg, kernel), step_size, mesh=mesh)
     state = flows.FlowState(
         fake=fake, step=jnp.asarray(0, jnp.int32), diverged_at=jnp.asarray(-1, jnp.int32),
         key=jax.random.fold_in(key, 2), disc_params=_init_disc(cfg, key, fake.shape[1]),
@@ -162,19 +165,8 @@ def _generator(cfg: RunConfig, kernel: Callable, key: Any, fake: Any, step_size:
     gparams = gen.init(jax.random.fold_in(key, 3), jnp.zeros((1, latent), dtype))
     z_eval = jax.random.normal(jax.random.fold_in(key, 4), (n, latent), dtype)
     nets.check_generator_output(gen.apply, gparams, z_eval, d)
-
-    def fit(fake: Any, real: Any, params: Any, key: Any) -> Any:
-        if cfg.width is None:
-            return discriminator(cfg.loss, kernel, fake, real, cfg.time)
-        if cfg.reset:
-            params = nets.init_discriminator(key, cfg.spec, d, antisymmetric=cfg.antisymmetric)
-        return nets.fit_finite_discriminator(
-            cfg.loss, cfg.spec, params, fake, real,
-            cfg.discr_lr if cfg.single_step else cfg.time, cfg.discr_lr,
-            antisymmetric=cfg.antisymmetric)
-
     opt = optax.adam(cfg.gen_lr)
-    step = flows.generator_step(cfg.loss, fit, gen.apply, opt, n, latent)
+    step = flows.generator_step(cfg.loss, _fit(cfg, kernel), gen.apply, opt, n, latent)
     state = flows.GeneratorState(
         params=gparams, opt_state=opt.init(gparams), step=jnp.asarray(0, jnp.int32),
         diverged_at=jnp.asarray(-1, jnp.int32), key=jax.random.fold_in(key, 2),

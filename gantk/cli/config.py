@@ -28,6 +28,7 @@ __all__ = [
     "LOSSES",
     "MAX_DISCR_STEPS",
     "METRICS",
+    "NTK_DRIFT_FIELDS",
     "PRESETS",
     "RunConfig",
     "build_parser",
@@ -43,6 +44,8 @@ LOSSES: tuple[str, ...] = tuple(_losses.LOSSES)
 ARCHS: tuple[str, ...] = tuple(KERNELS)
 METRICS: tuple[str, ...] = ("sinkhorn", "energy", "mmd", "nn_distance")
 CSV_FIELDS: tuple[str, ...] = ("step", *METRICS, "generator_loss", "wall_time")
+#: Extra ``metrics.csv`` columns of ``--log-ntk-drift`` (:mod:`gantk.analysis.ntk_drift`).
+NTK_DRIFT_FIELDS: tuple[str, ...] = ("ntk_drift", "ntk_inf_distance")
 GENERATORS: tuple[str, ...] = ("none", "mlp")
 #: Most SGD steps a finite-width discriminator may take per generator step.
 MAX_DISCR_STEPS = 1_000_000
@@ -135,8 +138,14 @@ class RunConfig:
     sinkhorn_every: int | None = None
     metrics: tuple[str, ...] = METRICS
     devices: int | None = None
+    log_ntk_drift: bool = False
     preset: str | None = None
     name: str | None = None
+
+    @property
+    def csv_fields(self) -> tuple[str, ...]:
+        """Columns of ``metrics.csv``."""
+        return (*CSV_FIELDS, *NTK_DRIFT_FIELDS) if self.log_ntk_drift else CSV_FIELDS
 
     @property
     def run_name(self) -> str:
@@ -158,7 +167,7 @@ _INTS = {"n_particles", "n_real", "steps", "log_every", "plot_every", "latent_di
          "sinkhorn_every", "width"}
 _OPTIONAL = {"n_particles", "n_real", "plot_every", "latent_dim", "devices", "sinkhorn_every",
              "width", "preset", "name"}
-_BOOLS = {"x64", "reset", "antisymmetric", "single_step"}
+_BOOLS = {"x64", "reset", "antisymmetric", "single_step", "log_ntk_drift"}
 _STRS = {"loss", "arch", "data", "generator", "preset", "name"}
 _FLOATS = {"eta": 0.0, "time": 0.0, "discr_lr": 0.0, "gen_lr": 0.0, "sinkhorn_blur": 0.0}
 
@@ -241,6 +250,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         check_run_name(cfg.name)
     if cfg.width is not None:
         _check_discr_steps(cfg)
+    elif cfg.log_ntk_drift:
+        raise UsageError("argument --log-ntk-drift: needs a finite discriminator (--width N)")
     return cfg
 
 
@@ -412,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"generator Adam learning rate (default {d.gen_lr:g})")
     f.add_argument("--latent-dim", type=int, dest="latent_dim",
                    help="generator latent size (default 2 for d <= 2, else 16)")
+    f.add_argument("--log-ntk-drift", action="store_const", const=True, dest="log_ntk_drift",
+                   help="with --width: log the relative motion of the discriminator's "
+                   "empirical NTK since initialization, and its distance to the infinite-"
+                   "width NTK, on 64 probe points (metrics.csv columns ntk_drift, "
+                   "ntk_inf_distance)")
     o = p.add_argument_group("output and control")
     o.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     o.add_argument("--out", default="runs", help="output folder (default runs)")

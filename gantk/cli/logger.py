@@ -14,11 +14,14 @@ import time as _time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from gantk import _io, plot
+from gantk import _io, nets, plot
 from gantk import metrics as gm
+from gantk.analysis.ntk_drift import NTKDriftLogger
 from gantk.cli.build import Built, label
 from gantk.cli.config import CSV_FIELDS
 from gantk.cli.errors import UsageError
@@ -27,7 +30,18 @@ from gantk.discriminator import discriminator
 __all__ = ["RunLogger", "print_table", "read_rows"]
 
 
-def read_rows(path: pathlib.Path, upto: int) -> list[dict[str, Any]]:
+@eqx.filter_jit
+def _values(disc: Any, points: Any) -> Any:
+    return disc(points)
+
+
+@eqx.filter_jit
+def _velocity(disc: Any, points: Any) -> Any:
+    return disc.velocity(points)
+
+
+def read_rows(path: pathlib.Path, upto: int,
+              fields: tuple[str, ...] = CSV_FIELDS) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` with ``step <= upto`` (empty cells → absent).
 
     Raises:
@@ -42,7 +56,7 @@ def read_rows(path: pathlib.Path, upto: int) -> list[dict[str, Any]]:
                 step = int(r["step"])
                 if step <= upto:
                     rows.append({k: (step if k == "step" else float(v))
-                                 for k, v in r.items() if k in CSV_FIELDS and v})
+                                 for k, v in r.items() if k in fields and v})
     except (OSError, KeyError, ValueError, TypeError, csv.Error) as err:
         raise UsageError(f"argument --resume: {str(path)!r} is not a readable metrics table "
                          f"({type(err).__name__})") from None
@@ -67,7 +81,8 @@ class RunLogger:
         self.limits: tuple[float, float, float, float] | None = None
         self.t_start = _time.perf_counter()
         self.elapsed_before = elapsed_before
-        self._disc_fns: tuple[Callable, Callable] | None = None
+        self._fit_fn: Callable | None = None
+        self.ntk_drift = _ntk_drift_logger(built) if self.cfg.log_ntk_drift else None
 
     @property
     def elapsed(self) -> float:
@@ -91,31 +106,42 @@ class RunLogger:
             if m == "sinkhorn":
                 if step % every != 0 and step != cfg.steps:
                     continue
-                v = float(gm.sinkhorn(fake, real, blur=cfg.sinkhorn_blur))
+                v = float(gm.sinkhorn_divergence(fake, real, blur=cfg.sinkhorn_blur))
             elif m == "energy":
                 v = float(gm.energy(fake, real))
             elif m == "mmd":
-                v = float(gm.mmd(fake, real, self.built.kernel))
+                v = float(gm.mmd2(fake, real, self.built.kernel))  # column "mmd": MMD²
             else:
                 v = float(gm.mean_nn_distance(fake, real))
             out[m] = v if math.isfinite(v) else None
         return out
 
-    def log(self, state: Any, step: int, gen_loss: float | None) -> None:
-        """Append the row of ``step`` (replacing later ones), its snapshot and figure."""
+    def log(self, state: Any, step: int, gen_loss: float | None, disc: Any = None) -> None:
+        """Append the row of ``step`` (replacing later ones), its snapshot and figure.
+
+        Args:
+            state: the flow or generator state after ``step`` steps.
+            step: the step number.
+            gen_loss: the mean generator loss of the last step (None at step 0).
+            disc: the discriminator fitted at the last step
+                (:class:`~gantk.solution.AbstractDiscriminator`), drawn in 1-D/2-D figures;
+                None: fitted here for the infinite width, not drawn for a finite width.
+        """
         fake = self.built.particles(state)
         if gen_loss is not None and not math.isfinite(gen_loss):
             gen_loss = None
         row = {"step": step, **self.metrics(fake, step), "generator_loss": gen_loss,
                "wall_time": round(self.elapsed, 3)}
+        if self.ntk_drift is not None:
+            row.update(self.ntk_drift.log(state.disc_params))
         self.rows = [r for r in self.rows if r["step"] < step] + [row]
-        _io.write_csv(self.dir / "metrics.csv", self.rows, CSV_FIELDS)
+        _io.write_csv(self.dir / "metrics.csv", self.rows, self.cfg.csv_fields)
         _io.write_npz(self.dir / f"particles_{step}.npz", fake=np.asarray(fake),
                       real=np.asarray(self.built.real), step=step)
         if self.figures:
-            self.figure(fake, step)
+            self.figure(fake, step, disc=disc)
 
-    def figure(self, fake: Any, step: int, force: bool = False) -> None:
+    def figure(self, fake: Any, step: int, force: bool = False, disc: Any = None) -> None:
         """Add a GIF frame; on plot steps (or ``force``) write ``figures/step_<step>.png``."""
         fake_np, real_np = np.asarray(fake), np.asarray(self.built.real)
         shape = self.cfg.image_shape
@@ -126,35 +152,35 @@ class RunLogger:
         if not force and step % self.plot_every != 0 and step != self.cfg.steps:
             return
         values_fn = velocity_fn = None
-        if fake_np.shape[1] <= 2 and self.cfg.width is None:
-            values_fn, velocity_fn = self._field_fns(fake)
+        if fake_np.shape[1] <= 2 and (disc is not None or self.cfg.width is None):
+            values_fn, velocity_fn = self._field_fns(fake, disc)
         plot.save_step_figure(self.dir / "figures" / f"step_{step}.png", fake_np, real_np,
                               step=step, values_fn=values_fn, velocity_fn=velocity_fn,
                               limits=self.limits, subtitle=label(self.cfg), image_shape=shape)
 
-    def _field_fns(self, fake: Any) -> tuple[Callable, Callable]:
-        """``f_tau(grid)`` and ``velocity(grid)`` of the discriminator fitted on ``fake``."""
-        if self._disc_fns is None:
-            cfg, kernel = self.cfg, self.built.kernel
-
-            def fit(fk: Any, real: Any) -> Any:
-                return discriminator(cfg.loss, kernel, fk, real, cfg.time)
-
-            self._disc_fns = (jax.jit(lambda fk, real, pts: fit(fk, real)(pts)),
-                              jax.jit(lambda fk, real, pts: fit(fk, real).velocity(pts)))
-        values, velocity = self._disc_fns
-        real, dt = self.built.real, np.asarray(fake).dtype
+    def _field_fns(self, fake: Any, disc: Any) -> tuple[Callable, Callable]:
+        """``f(grid)`` and ``velocity(grid)`` of ``disc`` (default: fitted on ``fake``)."""
+        if disc is None:  # step 0, or a state without its discriminator: fit it once
+            disc = self._fit(fake, self.built.real)
+        dt = np.asarray(fake).dtype
 
         def values_fn(grid: np.ndarray) -> np.ndarray:
-            return np.asarray(values(fake, real, grid.astype(dt)))
+            return np.asarray(_values(disc, grid.astype(dt)))
 
         def velocity_fn(grid: np.ndarray) -> np.ndarray:
-            return np.asarray(velocity(fake, real, grid.astype(dt)))
+            return np.asarray(_velocity(disc, grid.astype(dt)))
 
         return values_fn, velocity_fn
 
+    def _fit(self, fake: Any, real: Any) -> Any:
+        if self._fit_fn is None:
+            cfg, kernel = self.cfg, self.built.kernel
+            self._fit_fn = eqx.filter_jit(
+                lambda fk, rl: discriminator(cfg.loss, kernel, fk, rl, cfg.time))
+        return self._fit_fn(fake, real)
+
     def final_figures(self, gen_loss: list[float], final_step: int, completed: bool,
-                      final_fake: Any) -> None:
+                      final_fake: Any, disc: Any = None) -> None:
         """The metric curves, the GIF, and the last step figure of a completed run."""
         if not (self.figures and self.rows):
             return
@@ -165,7 +191,7 @@ class RunLogger:
         if self.frames:
             plot.save_gif(self.dir / "flow.gif", self.frames, fps=6)
         if completed and not (self.dir / "figures" / f"step_{final_step}.png").exists():
-            self.figure(final_fake, final_step, force=True)
+            self.figure(final_fake, final_step, force=True, disc=disc)
 
     def summary(self, status: str, steps_done: int, step_time: float,
                 diverged_at: int | None) -> dict[str, Any]:
@@ -186,10 +212,19 @@ class RunLogger:
         return out
 
 
-def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None) -> None:
+def _ntk_drift_logger(built: Built) -> NTKDriftLogger:
+    """Drift of the finite discriminator's empirical NTK on 32 fake + 32 real probe points."""
+    cfg = built.cfg
+    probe = jnp.concatenate([built.fake0[:32], built.real[:32]])
+    apply = nets.discriminator_apply(cfg.spec, antisymmetric=cfg.antisymmetric)
+    return NTKDriftLogger(apply, built.state.disc_params, probe, kernel_fn=built.kernel)
+
+
+def print_table(rows: list[dict[str, Any]], stream: TextIO | None = None,
+                fields: tuple[str, ...] = CSV_FIELDS) -> None:
     """Print metric rows as a fixed-width table (first 3 and last 8 rows of long runs)."""
     stream = sys.stdout if stream is None else stream
-    cols = [c for c in CSV_FIELDS if any(r.get(c) is not None for r in rows)]
+    cols = [c for c in fields if any(r.get(c) is not None for r in rows)]
     print("  ".join(f"{c:>14}" for c in cols), file=stream)
     shown = rows if len(rows) <= 12 else [*rows[:3], None, *rows[-8:]]
     for r in shown:

@@ -183,7 +183,7 @@ def _restore(built: Built, run_dir: pathlib.Path, ck_hash: str, args: argparse.N
     state, start, gen_loss, elapsed = load_checkpoint(
         run_dir / "checkpoint.npz", built.state, config_hash=ck_hash)
     logger = RunLogger(built, run_dir, figures=not args.no_figures, elapsed_before=elapsed)
-    logger.rows = read_rows(run_dir / "metrics.csv", start)
+    logger.rows = read_rows(run_dir / "metrics.csv", start, built.cfg.csv_fields)
     sess.run_dir, sess.checkpointed = run_dir, True
     return logger, state, start, [float(v) for v in gen_loss]
 
@@ -248,9 +248,11 @@ def _loop(built: Built, logger: RunLogger, state: Any, start: int, gen_hist: lis
     cfg = built.cfg
     history = list(gen_hist)
 
-    def on_chunk(st: Any, done: int, chunk_losses: Any) -> bool:
-        history.extend(float(v) for v in np.asarray(chunk_losses))
-        logger.log(st, start + done, history[-1])
+    def on_chunk(st: Any, done: int, out: Any) -> bool:
+        losses, disc = (out.gen_loss, out.discriminator) if isinstance(out, flows.StepOutput) \
+            else (out, None)
+        history.extend(float(v) for v in np.asarray(losses))
+        logger.log(st, start + done, history[-1], disc)
         _checkpoint(logger.dir, st, start + done, history, logger.elapsed, ck_hash)
         return False
 
@@ -288,11 +290,11 @@ def _finish(built: Built, logger: RunLogger, result: flows.ChunkResult, start: i
     interrupted = held.pressed or result.stopped == "interrupted"
     try:
         logger.final_figures(losses, final_step, result.stopped is None,
-                             built.particles(result.state))
+                             built.particles(result.state), result.discriminator)
     except KeyboardInterrupt:
         interrupted = True
     print()
-    print_table(logger.rows)
+    print_table(logger.rows, fields=cfg.csv_fields)
     ms = summary["ms_per_step"]
     print(f"\n{status}: {final_step}/{cfg.steps} steps in {summary['wall_time_s']:.1f} s"
           + (f" ({ms:.2f} ms/step jit-warm)" if ms else "") + f"; outputs in {run_dir}")

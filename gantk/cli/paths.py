@@ -116,8 +116,13 @@ def check_run_dir(run_dir: pathlib.Path, *, overwrite: bool) -> None:
         st = run_dir.lstat()
     except FileNotFoundError:
         return
+    except NotADirectoryError:
+        raise UsageError(f"argument --out: a part of {str(run_dir.parent)!r} is a file, not a "
+                         "folder") from None
     except OSError as err:
         raise UsageError(f"run folder {str(run_dir)!r}: {err.strerror}") from None
+    except ValueError as err:  # embedded NUL byte
+        raise UsageError(f"argument --out: invalid path {str(run_dir)!r} ({err})") from None
     if stat.S_ISLNK(st.st_mode):
         raise UsageError(f"run folder {str(run_dir)!r} is a symbolic link; gantk does not "
                          "write through links (choose another --name or --out)")

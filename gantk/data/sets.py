@@ -89,11 +89,11 @@ def _points(path: str, n_fake: int | None, n_real: int | None, dtype) -> tuple[A
     if os.path.isdir(path):
         raise ValueError(f"`name` 'points:{path}': {path!r} is a folder, not an .npz file.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError(f"`name` 'points:{path}': an .npy file holds one array; "
-                                 "save the arrays 'fake' and 'real' with numpy.savez into an "
-                                 ".npz file.")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"`name` 'points:{path}': an .npy file holds one array; save "
+                             "the arrays 'fake' and 'real' with numpy.savez into an .npz file.")
+        with z:
             arrays = {k: np.asarray(z[k]) for k in ("fake", "real") if k in z}
     except FileNotFoundError:
         raise ValueError(f"`name` 'points:{path}': {path!r} does not exist.") from None
