@@ -45,6 +45,8 @@ from gantk.stax.elementwise import (
 from gantk.stax.kernel import Kernel, input_kernel, nngp, ntk
 from gantk.stax.layers import (
     Dense,
+    FanInConcat,
+    FanInProd,
     FanInSum,
     FanOut,
     Flatten,
@@ -73,6 +75,8 @@ __all__ = [
     "RectifiedMonomial",
     "Sigmoid_like",
     "Sign",
+    "FanInConcat",
+    "FanInProd",
     "FanInSum",
     "FanOut",
     "Flatten",
