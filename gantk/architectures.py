@@ -47,6 +47,11 @@ ACTIVATIONS: dict[str, dict[str, float]] = {
 }
 
 
+#: Depth above which :meth:`MLPSpec.stax` scans its hidden blocks (compile time flat in
+#: depth); shallower networks are unrolled.
+SCAN_MIN_DEPTH = 4
+
+
 @dataclasses.dataclass(frozen=True)
 class MLPSpec:
     """Architecture of a scalar-output MLP discriminator, shared by stax and flax.
@@ -123,20 +128,32 @@ class MLPSpec:
     def stax(self) -> tuple[Callable, Callable, Callable]:
         """Build the NT-compatible ``(init_fn, apply_fn, kernel_fn)`` triple of this MLP.
 
-        The ``depth - 1`` identical hidden blocks ``act -> Dense(width)`` form one
-        :func:`gantk.stax.repeat` (a :func:`jax.lax.scan`), so the kernel compiles once
-        whatever the depth: compile time is flat in ``depth`` (tested up to 100; any depth
-        whose kernel stays finite in the working dtype is supported). The parameters of
-        ``init_fn`` are ``[dense_in, stacked_hidden, (), readout]`` with the hidden blocks
-        stacked along a leading axis of length ``depth - 1``.
+        For ``depth > SCAN_MIN_DEPTH`` the ``depth - 1`` identical hidden blocks
+        ``act -> Dense(width)`` form one :func:`gantk.stax.repeat` (a
+        :func:`jax.lax.scan`), so the kernel compiles once whatever the depth: compile
+        time is flat in ``depth`` (tested up to 100; any depth whose kernel stays finite
+        in the working dtype is supported). Shallower networks are unrolled (``serial``):
+        there, forward-over-reverse second derivatives (``jax.hessian``) stay finite at
+        the ReLU kink and the origin, which the scanned form does not guarantee.
+        ``init_fn``'s parameters are one entry per layer
+        (``[dense, (), dense, ..., (), readout]``) unrolled and
+        ``[dense_in, stacked_hidden, (), readout]`` scanned (the hidden ``[(), dense]``
+        blocks stacked along a leading axis of length ``depth - 1``).
         """
         from gantk import stax
 
         dense = dict(W_std=self.W_std, b_std=self.b_std, parameterization=self.parameterization)
-        block = stax.serial(self.stax_activation(), stax.Dense(self.width, **dense))
+        hidden = self.depth - 1
+        if self.depth > SCAN_MIN_DEPTH:
+            block = stax.serial(self.stax_activation(), stax.Dense(self.width, **dense))
+            blocks = [stax.repeat(block, hidden)]
+        else:
+            blocks = []
+            for _ in range(hidden):
+                blocks += [self.stax_activation(), stax.Dense(self.width, **dense)]
         return stax.serial(
             stax.Dense(self.width, **dense),
-            stax.repeat(block, self.depth - 1),
+            *blocks,
             self.stax_activation(),
             stax.Dense(
                 1,

@@ -27,9 +27,26 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
 
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
+from gantk.stax.elementwise import (
+    Cos,
+    Elementwise,
+    ElementwiseNumerical,
+    Exp,
+    ExpNormalized,
+    Gabor,
+    Gaussian,
+    Hermite,
+    Monomial,
+    Polynomial,
+    RectifiedMonomial,
+    Sigmoid_like,
+    Sign,
+)
 from gantk.stax.kernel import Kernel, input_kernel, nngp, ntk
 from gantk.stax.layers import (
     Dense,
+    FanInConcat,
+    FanInProd,
     FanInSum,
     FanOut,
     Flatten,
@@ -43,8 +60,23 @@ from gantk.stax.layers import (
 __all__ = [
     "ABRelu",
     "Abs",
+    "Cos",
     "Dense",
+    "Elementwise",
+    "ElementwiseNumerical",
     "Erf",
+    "Exp",
+    "ExpNormalized",
+    "Gabor",
+    "Gaussian",
+    "Hermite",
+    "Monomial",
+    "Polynomial",
+    "RectifiedMonomial",
+    "Sigmoid_like",
+    "Sign",
+    "FanInConcat",
+    "FanInProd",
     "FanInSum",
     "FanOut",
     "Flatten",

@@ -47,6 +47,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from jax.scipy.special import erf
 
 from gantk._validate import check_finite_real as finite_real
@@ -140,12 +142,17 @@ def _arccos_step(a: float, b: float) -> Any:
     return step
 
 
-def ABRelu(a: float, b: float) -> Layer:
+def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
     """``a min(x, 0) + b max(x, 0)`` activation, NT's ``stax.ABRelu`` (arc-cosine kernel).
 
     Args:
         a: slope for ``x < 0``.
         b: slope for ``x > 0``.
+        do_stabilize: NT's option for very deep networks: evaluate the kernel on
+            ``(k, c1, c2) / m`` with ``m = max |nngp|`` and rescale by ``m`` (exact, as the
+            kernel is positively homogeneous of degree 1; ``m`` is treated as a constant
+            in derivatives, which is also exact by homogeneity). Avoids overflow and
+            underflow of ``c1 c2`` when the kernel scale drifts with depth.
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)``; kernel formulas in the module docstring
@@ -157,6 +164,8 @@ def ABRelu(a: float, b: float) -> Layer:
     """
     finite_real(a, "a")
     finite_real(b, "b")
+    if not isinstance(do_stabilize, (bool, np.bool_)):
+        raise ValueError(f"`do_stabilize` must be a bool; got {do_stabilize!r}.")
     half_sq = (a * a + b * b) / 2.0
     linear = a == b
     step = None if linear else _arccos_step(a, b)
@@ -170,31 +179,37 @@ def ABRelu(a: float, b: float) -> Layer:
         if linear:  # f = 0: a plain rescaling by a^2.
             ntk = None if k.ntk is None else half_sq * k.ntk
             return k.replace(nngp=half_sq * k.nngp, ntk=ntk, cov1=cov1, cov2=cov2)
-        nngp, dot = step(k.nngp, k.cov1[:, None], k.var2[None, :])
+        if do_stabilize:
+            m = lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(k.nngp)), 1e-12))
+            inv = 1.0 / m
+            nngp, dot = step(k.nngp * inv, (k.cov1 * inv)[:, None], (k.var2 * inv)[None, :])
+            nngp = nngp * m
+        else:
+            nngp, dot = step(k.nngp, k.cov1[:, None], k.var2[None, :])
         ntk = None if k.ntk is None else dot * k.ntk
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
     return _elementwise(fn, kernel, f"ABRelu({a}, {b})")
 
 
-def Relu() -> Layer:
-    """ReLU ``max(x, 0)`` = ``ABRelu(0, 1)`` (degree-1 arc-cosine kernel)."""
-    return ABRelu(0.0, 1.0)
+def Relu(do_stabilize: bool = False) -> Layer:
+    """ReLU ``max(x, 0)`` = ``ABRelu(0, 1, do_stabilize)`` (degree-1 arc-cosine kernel)."""
+    return ABRelu(0.0, 1.0, do_stabilize)
 
 
-def LeakyRelu(alpha: float) -> Layer:
-    """Leaky ReLU ``alpha min(x, 0) + max(x, 0)`` = ``ABRelu(alpha, 1)``.
+def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Layer:
+    """Leaky ReLU ``alpha min(x, 0) + max(x, 0)`` = ``ABRelu(alpha, 1, do_stabilize)``.
 
     Raises:
         ValueError: if ``alpha`` is not a finite real number.
     """
     finite_real(alpha, "alpha")
-    return ABRelu(alpha, 1.0)
+    return ABRelu(alpha, 1.0, do_stabilize)
 
 
-def Abs() -> Layer:
-    """Absolute value ``|x|`` = ``ABRelu(-1, 1)``."""
-    return ABRelu(-1.0, 1.0)
+def Abs(do_stabilize: bool = False) -> Layer:
+    """Absolute value ``|x|`` = ``ABRelu(-1, 1, do_stabilize)``."""
+    return ABRelu(-1.0, 1.0, do_stabilize)
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:

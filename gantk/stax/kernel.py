@@ -35,7 +35,10 @@ from jaxtyping import Array, Float
 from gantk._validate import as_points, check_choice, is_concrete
 
 __all__ = [
+    "ALL_GETS",
     "GETS",
+    "KERNEL_KWARGS",
+    "META_GETS",
     "Kernel",
     "KernelFn",
     "Layer",
@@ -69,8 +72,27 @@ def points(
     return arr
 
 
-#: Kernel fields a ``kernel_fn`` can return through ``get``.
+#: Array fields of a :class:`Kernel` (what the kernel maps compute).
 GETS = ("nngp", "ntk", "cov1", "cov2")
+#: Metadata fields of NT's ``Kernel`` that ``get`` may also ask for (static values).
+META_GETS = (
+    "shape1",
+    "shape2",
+    "is_gaussian",
+    "x1_is_x2",
+    "diagonal_batch",
+    "diagonal_spatial",
+    "batch_axis",
+    "channel_axis",
+    "is_reversed",
+    "is_input",
+    "mask1",
+    "mask2",
+)
+#: Every field ``get`` accepts (NT's ``Kernel`` fields).
+ALL_GETS = GETS + META_GETS
+#: Keyword arguments of NT's ``kernel_fn`` that gantk implements (anything else raises).
+KERNEL_KWARGS = ("diagonal_batch", "diagonal_spatial", "mask_constant")
 
 
 @functools.partial(
@@ -114,6 +136,52 @@ class Kernel:
     def var2(self) -> Float[Array, " n2"]:
         """Variances of the second batch (``cov1`` when ``x2`` is ``x1``)."""
         return self.cov1 if self.cov2 is None else self.cov2
+
+    # NT's remaining ``Kernel`` fields, fixed for gantk's rank-2 (fully connected) kernels.
+    @property
+    def x1_is_x2(self) -> bool:
+        """Whether the kernel is of ``x1`` with itself (``kernel_fn(x1, None)``)."""
+        return self.cov2 is None
+
+    @property
+    def diagonal_batch(self) -> bool:
+        """True when ``cov1``/``cov2`` hold variances only (NT's default)."""
+        return self.cov1 is None or jnp.ndim(self.cov1) == 1
+
+    @property
+    def diagonal_spatial(self) -> bool:
+        """Always False: rank-2 kernels have no spatial axes."""
+        return False
+
+    @property
+    def batch_axis(self) -> int:
+        """Batch axis of the finite-width inputs/outputs (0)."""
+        return 0
+
+    @property
+    def channel_axis(self) -> int:
+        """Channel (feature) axis of the finite-width inputs/outputs (1)."""
+        return 1
+
+    @property
+    def is_reversed(self) -> bool:
+        """NT's flag for reversed spatial axes; always False here."""
+        return False
+
+    @property
+    def is_input(self) -> bool:
+        """NT's flag for an input kernel; False for every layer output."""
+        return False
+
+    @property
+    def mask1(self) -> None:
+        """Input mask of ``x1`` (masking is not supported: always None)."""
+        return None
+
+    @property
+    def mask2(self) -> None:
+        """Input mask of ``x2`` (always None)."""
+        return None
 
 
 #: What a kernel map consumes and returns: one kernel, or a list for branching layers.
@@ -190,18 +258,20 @@ def _canonical_get(get: Any) -> tuple[str, ...] | str | None:
     if get is None:
         return None
     if isinstance(get, str):
-        check_choice(get, "get", GETS)
+        check_choice(get, "get", ALL_GETS)
         return get
     if isinstance(get, (tuple, list)) and len(get) > 0:
         for g in get:
             if not isinstance(g, str):
-                raise ValueError(f"`get` entries must be one of {GETS}; got {g!r} in {get!r}.")
-            check_choice(g, "get", GETS)
+                raise ValueError(
+                    f"`get` entries must be one of {ALL_GETS}; got {g!r} in {get!r}."
+                )
+            check_choice(g, "get", ALL_GETS)
         if len(set(get)) != len(get):
             raise ValueError(f"`get` must not repeat a field; got {tuple(get)!r}.")
         return tuple(get)
     raise ValueError(
-        f"`get` must be None, one of {GETS} or a non-empty tuple of them; got {get!r}."
+        f"`get` must be None, one of {ALL_GETS} or a non-empty tuple of them; got {get!r}."
     )
 
 
@@ -368,39 +438,129 @@ def _is_kernel_tree(x: Any) -> bool:
     return isinstance(x, list) and len(x) > 0 and all(_is_kernel_tree(v) for v in x)
 
 
+def _array_fields(get: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    """The array fields of ``get`` (what the kernel map computes); None for the Kernel."""
+    if get is None:
+        return None
+    return tuple(f for f in _fields(get) if f in GETS)
+
+
+def _assemble(arrays: Any, template: Any, get: Any, covs: Any) -> Any:
+    """User-facing result from computed ``arrays``, static ``template`` and full ``covs``.
+
+    ``arrays`` is what the jitted evaluation returned for :func:`_array_fields` (a Kernel,
+    a namedtuple, or None when no array was asked); ``covs`` is ``None`` or the pair of
+    full ``(cov1, cov2)`` matrices for ``diagonal_batch=False``.
+    """
+    if isinstance(template, list):
+        return [
+            _assemble(
+                None if arrays is None else arrays[b],
+                template[b],
+                get,
+                None if covs is None else (covs[0][b], None if covs[1] is None else covs[1][b]),
+            )
+            for b in range(len(template))
+        ]
+    if get is None:
+        if covs is not None:
+            arrays = arrays.replace(cov1=covs[0], cov2=covs[1])
+        return arrays
+    values = {}
+    for f in _fields(get):
+        if f in GETS:
+            values[f] = getattr(arrays, f)
+            if covs is not None and f in ("cov1", "cov2"):
+                values[f] = covs[0] if f == "cov1" else covs[1]
+        elif f == "diagonal_batch":
+            values[f] = covs is None
+        else:
+            values[f] = getattr(template, f)
+    if isinstance(get, str):
+        return values[get]
+    return _namedtuple(get)(*(values[g] for g in get))
+
+
+def _check_kwargs(kwargs: dict) -> bool:
+    """Validate NT's ``kernel_fn`` keyword arguments; return ``diagonal_batch``."""
+    unknown = sorted(set(kwargs) - set(KERNEL_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"kernel_fn got unexpected keyword argument(s) {unknown}; it accepts x1, x2, get "
+            f"and {KERNEL_KWARGS}."
+        )
+    for name in ("diagonal_batch", "diagonal_spatial"):
+        if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
+            raise ValueError(f"`{name}` must be a bool; got {kwargs[name]!r}.")
+    if kwargs.get("mask_constant") is not None:
+        raise NotImplementedError(
+            "`mask_constant` (masked inputs) is not implemented in gantk.stax; pass None."
+        )
+    return bool(kwargs.get("diagonal_batch", True))
+
+
 def make_layer(init_fn: Callable, apply_fn: Callable, fn: KernelMap, name: str) -> Layer:
     """Wrap a kernel map into an NT-style ``(init_fn, apply_fn, kernel_fn)`` triple.
 
-    The returned ``kernel_fn(x1, x2=None, get=None)`` accepts:
+    The returned ``kernel_fn(x1, x2=None, get=None, **kwargs)`` accepts:
 
     - ``x1`` of shape ``(n1, d)`` and ``x2`` of shape ``(n2, d)`` or ``None`` (``x2 = x1``);
       or a :class:`Kernel` (or list of kernels) as ``x1``, which is mapped directly;
-    - ``get``: ``None`` (the full :class:`Kernel`), one of :data:`GETS` (that array), or a
-      tuple of them (an NT-style namedtuple, fields in the order asked).
+    - ``get``: ``None`` (the full :class:`Kernel`), one of :data:`ALL_GETS` (NT's
+      ``Kernel`` fields: the arrays ``nngp``, ``ntk``, ``cov1``, ``cov2`` or metadata such
+      as ``shape1``, ``is_gaussian``, ``x1_is_x2``), or a tuple of them (an NT-style
+      namedtuple, fields in the order asked);
+    - NT's keyword arguments: ``diagonal_batch`` (default True; False makes ``cov1`` the
+      full ``(n1, n1)`` NNGP of ``x1`` with itself and ``cov2`` that of ``x2``, or None
+      when ``x2`` is None), ``diagonal_spatial`` (no effect: there are no spatial axes)
+      and ``mask_constant`` (only None).
 
-    It is jittable with ``get`` static (``jax.jit(kernel_fn, static_argnames='get')``),
-    and ``vmap``/``grad`` friendly; it is jitted internally as well.
+    It is jittable with ``get`` static (``jax.jit(kernel_fn, static_argnames='get')``)
+    when only array fields are asked, and ``vmap``/``grad`` friendly; it is jitted
+    internally as well. The three functions are named after the layer, as in NT
+    (``kernel_fn.__name__ == 'Sin'``); the full description is ``kernel_fn._gantk_name``.
 
     Raises (from the returned ``kernel_fn``):
         ValueError: when ``x1``/``x2`` are not rank 2, have different feature dimensions or
-            (when concrete) non-finite entries, or ``get`` is unknown.
+            (when concrete) non-finite entries, ``get`` is unknown, or a flag is not bool.
+        TypeError: on any other keyword argument.
+        NotImplementedError: on a ``mask_constant`` other than None.
     """
     core = jax.jit(functools.partial(_evaluate, fn), static_argnames=("get",))
     on_kernels = jax.jit(lambda k, get: _select(fn(k), get), static_argnames=("get",))
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **kwargs: Any) -> Any:
+        diagonal_batch = _check_kwargs(kwargs)
         get = _canonical_get(get)
         if _is_kernel_tree(x1):
-            return on_kernels(x1, get=get)
+            full = on_kernels(x1, get=None)
+            return full if get is None else _assemble(full, full, get, None)
         x1 = points(x1, "x1")
         if x2 is not None:
             x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        return core(x1, x2, get=get)
+        arr, fields = _array_fields(get), _fields(get)
+        covs = None
+        if not diagonal_batch and ("cov1" in fields or "cov2" in fields):
+            covs = (core(x1, None, get="nngp"), None if x2 is None else core(x2, None, get="nngp"))
+        if arr is None:
+            arrays = template = core(x1, x2, get=None)
+        elif covs is None and len(arr) == len(fields):
+            return core(x1, x2, get=get)  # the common case: arrays only, as asked
+        else:
+            arrays = core(x1, x2, get=arr) if arr else None
+            # Metadata: from shapes only (nothing is computed).
+            template = jax.eval_shape(functools.partial(core, get=None), x1, x2)
+        return _assemble(arrays, template, get, covs)
 
-    kernel_fn.__name__ = kernel_fn.__qualname__ = f"kernel_fn[{name}]"
+    short = name.split("(")[0]
+    for f in (init_fn, apply_fn, kernel_fn):
+        try:
+            f.__name__ = f.__qualname__ = short
+        except (AttributeError, TypeError):  # e.g. a functools.partial
+            pass
     kernel_fn.__doc__ = (
-        f"Infinite-width kernel of ``{name}``: ``kernel_fn(x1, x2=None, get=None)``; see "
-        ":func:`gantk.stax.kernel.make_layer`."
+        f"Infinite-width kernel of ``{name}``: ``kernel_fn(x1, x2=None, get=None, "
+        "**kwargs)``; see :func:`gantk.stax.kernel.make_layer`."
     )
     kernel_fn._gantk_kernel_map = fn  # type: ignore[attr-defined]
     kernel_fn._gantk_name = name  # type: ignore[attr-defined]
