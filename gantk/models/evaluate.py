@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gantk.models._run import Checkpoints, Parser, UsageError, write_json
+from gantk.models._run import Checkpoints, Parser, UsageError, save_png, write_json
 from gantk.models.registry import EvalResult, RunSpec, get_model
 
 __all__ = ["best_of", "build_parser", "frame_metrics", "main", "mean_ci", "psnr", "ssim",
@@ -148,6 +148,8 @@ def write_eval(out_dir: pathlib.Path, result: EvalResult, title: str) -> None:
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     _io.save_figure(fig, out_dir / "metrics.png", dpi=100)
+    for name, image in result.images.items():
+        save_png(out_dir / f"{name}.png", image)
 
 
 def build_parser() -> Parser:
