@@ -201,10 +201,12 @@ def _run(argv: Sequence[str] | None) -> int:
         raise UsageError(str(err).strip().splitlines()[0]) from None
     params, model_state = exp.init(jax.random.key(spec.seed))
     ck = Checkpoints(run_dir / "checkpoints", create=False)
-    tree = ck.restore({"params": params, "model_state": model_state,
-                       "opt_state": exp.optimizer.init(params), "step": np.int64(0),
-                       "elapsed": np.float64(0.0)})
-    ck.close()
+    try:
+        tree = ck.restore({"params": params, "model_state": model_state,
+                           "opt_state": exp.optimizer.init(params), "step": np.int64(0),
+                           "elapsed": np.float64(0.0)})
+    finally:
+        ck.close()
     step = int(tree["step"])
     try:
         result = exp.evaluate(tree["params"], tree["model_state"], samples=args.samples,
