@@ -57,6 +57,24 @@ def test_shapes_and_combiner(combiner, s_dim):
     np.testing.assert_allclose(frames[:, 0], m.apply(p, s, t, method=PDEModel.decode), atol=1e-6)
 
 
+def test_dcgan_nets_with_batchnorm_state():
+    # the shared DCGAN encoder/decoder (frames stacked on channels), BatchNorm statistics
+    # threaded through the loss as model state
+    m = PDEModel(obs_shape=(32, 32, 1), arch="dcgan", nf=4, s_dim=6, t_dim=3,
+                 combiner="concat", res_hidden=16)
+    x = jax.random.uniform(jax.random.key(0), (2, 7, 32, 32, 1))
+    v = m.init(jax.random.key(1), x[:, :5])
+    assert set(v) == {"params", "batch_stats"}
+    assert v["params"]["enc_s"]["conv_0"]["kernel"].shape == (4, 4, 5, 4)  # 5 frames in
+    loss, (terms, state) = jax.jit(lambda v: pde_loss(m, v, x, jax.random.key(2)))(v)
+    assert np.isfinite(float(loss)) and set(state) == {"batch_stats"}
+    moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
+                                   state["batch_stats"], v["batch_stats"])
+    assert max(jax.tree_util.tree_leaves(moved)) > 0  # running statistics updated
+    frames, _ = rollout(m, v, jnp.zeros((2, 6)), jnp.zeros((2, 3)), 3)
+    assert frames.shape == (2, 3, 32, 32, 1)
+
+
 def test_product_combiner_is_elementwise():
     m = PDEModel(**TINY)
     p = _init(m, jnp.zeros((1, 5) + OBS))
@@ -105,7 +123,7 @@ def test_loss_terms_match_hand_computation():
     x = _wave_batch()
     p = _init(m, x)
     key = jax.random.key(5)
-    loss, terms = pde_loss(m, p, x, key, lambda_pred=2.0, lambda_ae=3.0, lambda_s=5.0,
+    loss, (terms, _) = pde_loss(m, p, x, key, lambda_pred=2.0, lambda_ae=3.0, lambda_s=5.0,
                            lambda_t=7.0)
     k, length = 5, 10
     s_old = m.apply(p, x[:, :k], method=PDEModel.encode_s)
@@ -125,7 +143,7 @@ def test_loss_terms_match_hand_computation():
     total = 2 * terms["pred"] + 3 * terms["ae"] + 5 * terms["s"] + 7 * terms["t"]
     np.testing.assert_allclose(loss, total, rtol=1e-6)
     # offset = 0: T₀ codes frame k+1, the loss covers the predicted frames only
-    _, t0_terms = pde_loss(m, p, x, key, offset=0)
+    _, (t0_terms, _) = pde_loss(m, p, x, key, offset=0)
     frames0, _ = rollout(m, p, s_old, t0, length - k)
     np.testing.assert_allclose(t0_terms["pred"], np.mean((frames0 - x[:, k:]) ** 2), rtol=1e-5)
 
@@ -137,7 +155,7 @@ def _train(m, x, steps, lr=1e-3):
 
     @jax.jit
     def step(p, o, key):
-        (loss, terms), g = jax.value_and_grad(
+        (loss, (terms, _)), g = jax.value_and_grad(
             lambda p: pde_loss(m, p, x, key, lambda_ae=1.0), has_aux=True)(p)
         u, o = opt.update(g, o, p)
         return optax.apply_updates(p, u), o, loss, terms

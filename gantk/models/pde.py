@@ -59,6 +59,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
+from gantk.models.conv import DCGANDecoder, DCGANEncoder
 from gantk.models.ode import METHODS, MLPField, ODEBlock
 
 __all__ = [
@@ -188,9 +189,10 @@ class PDEModel(nn.Module):
             self.enc_t = MLP(self.enc_hidden, self.enc_layers, self.t_dim, self.init_std)
             self.dec = MLP(self.dec_hidden, self.dec_layers, out, self.init_std)
         else:
-            self.enc_s = _DCGANEncoder(self.nf, self.s_dim, self.init_std)
-            self.enc_t = _DCGANEncoder(self.nf, self.t_dim, self.init_std)
-            self.dec = _DCGANDecoder(self.nf, self.obs_shape, self.init_std)
+            size, channels = self.obs_shape[0], self.obs_shape[-1]
+            self.enc_s = DCGANEncoder(size=size, nf=self.nf, nh=self.s_dim)
+            self.enc_t = DCGANEncoder(size=size, nf=self.nf, nh=self.t_dim)
+            self.dec = DCGANDecoder(size=size, nf=self.nf, channels=channels)
         field = functools.partial(MLPField, hidden=self.res_hidden, n_layers=3,
                                   out_dim=self.t_dim, gain=self.gain)
         self.ode = ODEBlock(field=field, method=self.method, n_substeps=self.n_blocks,
@@ -204,19 +206,23 @@ class PDEModel(nn.Module):
         h, w, c = self.obs_shape
         return jnp.moveaxis(window, 1, -2).reshape(b, h, w, self.n_cond * c)
 
-    def encode_s(self, window: Float[Array, "B k *obs"]) -> Float[Array, "B s"]:
-        """``S = E_S(window)`` for ``k`` consecutive frames."""
-        return self.enc_s(self._stack(window))
+    def _net(self, net: nn.Module, h: Array, train: bool) -> Array:
+        return net(h) if self.arch == "mlp" else net(h, train=train)
 
-    def encode_t(self, window: Float[Array, "B k *obs"]) -> Float[Array, "B t"]:
+    def encode_s(self, window: Float[Array, "B k *obs"], train: bool = False) -> Array:
+        """``S = E_S(window)`` for ``k`` consecutive frames (``train``: BatchNorm mode)."""
+        return self._net(self.enc_s, self._stack(window), train)
+
+    def encode_t(self, window: Float[Array, "B k *obs"], train: bool = False) -> Array:
         """``T = E_T(window)``: the dynamic code of the window's first frame (offset = k)."""
-        return self.enc_t(self._stack(window))
+        return self._net(self.enc_t, self._stack(window), train)
 
-    def decode(self, s: Float[Array, "B s"], t: Float[Array, "B t"]) -> Float[Array, "B ..."]:
+    def decode(self, s: Float[Array, "B s"], t: Float[Array, "B t"],
+               train: bool = False) -> Float[Array, "B ..."]:
         """``x̂ = sigmoid(D(S, T))`` with the chosen combiner."""
         z = jnp.concatenate([s, t], -1) if self.combiner == "concat" else s * t
-        y = self.dec(z)
-        return nn.sigmoid(y.reshape(y.shape[:-1] + tuple(self.obs_shape)))
+        y = self._net(self.dec, z, train)
+        return nn.sigmoid(y.reshape(y.shape[:1] + tuple(self.obs_shape)))
 
     def advance(self, t: Float[Array, "B t"], n_substeps: int | None = None):
         """One frame interval of ``dT/dt = f_θ(T)``: the :class:`~gantk.models.ode.ODEOutput`.
@@ -230,51 +236,6 @@ class PDEModel(nn.Module):
         """Initialize every parameter: returns ``(S, T₀, D(S, T₁))``."""
         s, t = self.encode_s(window), self.encode_t(window)
         return s, t, self.decode(s, self.advance(t).y)
-
-
-class _DCGANEncoder(nn.Module):
-    """DCGAN encoder for 32×32 or 64×64 inputs with any channel count (frames stacked).
-
-    4×4 stride-2 convolutions ``nf → 2nf → 4nf → 8nf`` (LeakyReLU 0.2, no batch norm: the
-    model stays a pure function of its parameters), then a linear layer to ``out`` (the
-    authors' ``DCGAN64Encoder``; a 32×32 input uses the first three convolutions).
-    """
-
-    nf: int
-    out: int
-    init_std: float = 0.02
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        init = nn.initializers.normal(self.init_std)
-        n_conv = 4 if x.shape[-2] == 64 else 3
-        h = x
-        for i in range(n_conv):
-            h = nn.Conv(self.nf * 2**i, (4, 4), (2, 2), padding=1, kernel_init=init)(h)
-            h = nn.leaky_relu(h, 0.2)
-        return nn.Dense(self.out, kernel_init=init)(h.reshape(h.shape[0], -1))
-
-
-class _DCGANDecoder(nn.Module):
-    """Mirror of :class:`_DCGANEncoder`: linear to ``4×4×(top)`` then 4×4 stride-2 transposed
-    convolutions to the frame size, the last one to the frame's channels (logits)."""
-
-    nf: int
-    obs_shape: tuple[int, ...]
-    init_std: float = 0.02
-
-    @nn.compact
-    def __call__(self, z: Array) -> Array:
-        init = nn.initializers.normal(self.init_std)
-        h_, _, c = self.obs_shape
-        n_conv = 4 if h_ == 64 else 3
-        top = self.nf * 2 ** (n_conv - 1)
-        h = nn.Dense(4 * 4 * top, kernel_init=init)(z).reshape(z.shape[0], 4, 4, top)
-        for i in reversed(range(n_conv)):
-            h = nn.leaky_relu(h, 0.2)
-            width = c if i == 0 else self.nf * 2 ** (i - 1)
-            h = nn.ConvTranspose(width, (4, 4), (2, 2), padding="SAME", kernel_init=init)(h)
-        return h.reshape(z.shape[0], -1)
 
 
 def _check_model(m: PDEModel) -> None:
@@ -316,21 +277,25 @@ def rollout(
     n_frames: int,
     *,
     rate: int = 1,
+    train: bool = False,
 ) -> tuple[Float[Array, "B F *obs"], Float[Array, "F B t"]]:
     """Decode ``n_frames`` frames ``D(S, T_0), D(S, T_1), …`` from ``(S, T₀)``.
 
     Args:
         model: the module.
-        params: its variables.
+        params: its variables (``{"params": ...}``, plus ``"batch_stats"`` for DCGAN nets).
         s: content codes ``(B, s_dim)``.
         t0: dynamic codes of the first decoded frame ``(B, t_dim)``.
         n_frames: number of frames at the training frame rate (≥ 1).
         rate: frame-rate multiplier: ``rate · n_blocks`` sub-steps per frame interval, each
             intermediate state decoded too; ``rate > 1`` needs a tied field. Returns
             ``rate·(n_frames − 1) + 1`` frames, the integer-time ones at indices ``::rate``.
+        train: BatchNorm in training mode (batch statistics; the updated running
+            statistics are then returned as a third output).
 
     Returns:
-        ``(frames (B, F, *obs), codes (F, B, t_dim))``.
+        ``(frames (B, F, *obs), codes (F, B, t_dim))``, and the updated variables when
+        ``train`` is True.
 
     Raises:
         ValueError: ``n_frames < 1`` or ``rate < 1``, or ``rate > 1`` with untied blocks.
@@ -354,10 +319,21 @@ def rollout(
     _, codes = jax.lax.scan(step, t0, None, length=n_frames - 1)
     codes = jnp.concatenate([t0[None], codes.reshape((-1,) + t0.shape)])
     f, b = codes.shape[:2]
-    frames = model.apply(params, jnp.broadcast_to(s, (f,) + s.shape).reshape(f * b, -1),
-                         codes.reshape(f * b, -1), method=PDEModel.decode)
+    frames, variables = _apply(model, params, jnp.broadcast_to(s, (f,) + s.shape).reshape(
+        f * b, -1), codes.reshape(f * b, -1), method=PDEModel.decode, train=train)
     frames = jnp.moveaxis(frames.reshape((f, b) + frames.shape[1:]), 0, 1)
-    return frames, codes
+    return (frames, codes, variables) if train else (frames, codes)
+
+
+def _apply(model: PDEModel, variables: Any, *args: Any, method: Callable,
+           train: bool) -> tuple[Any, Any]:
+    """``model.apply`` of ``method``; in training mode with BatchNorm, also the variables
+    with updated running statistics (otherwise ``variables`` unchanged)."""
+    if train and "batch_stats" in variables:
+        out, upd = model.apply(variables, *args, train=True, method=method,
+                               mutable=["batch_stats"])
+        return out, {**variables, **upd}
+    return model.apply(variables, *args, train=train, method=method), variables
 
 
 def _mse(a: Array, b: Array) -> Array:
@@ -375,20 +351,24 @@ def pde_loss(
     lambda_ae: float = 10.0,
     lambda_s: float = 45.0,
     lambda_t: float = 1e-3,
-) -> tuple[Array, dict[str, Array]]:
+    train: bool = True,
+) -> tuple[Array, tuple[dict[str, Array], dict[str, Any]]]:
     """The training loss of the PDE-driven model (module docstring) on a batch of windows.
 
     Args:
         model: the module (``model.n_cond = k`` conditioning frames).
-        params: its variables.
+        params: its variables (``{"params": ...}``, plus ``"batch_stats"`` for DCGAN nets).
         x: windows ``(B, L, *obs)`` with ``L = k + n_pred``.
         key: draws the auto-encoding window of each sequence.
         offset: ``k`` (default: ``E_T`` codes a window's first frame, conditioning frames
             are reconstructed too) or ``0`` (it codes the next frame).
         lambda_pred, lambda_ae, lambda_s, lambda_t: weights ``λ_pred, λ_AE, λ_S, λ_T``.
+        train: BatchNorm layers (DCGAN nets) use batch statistics and update their running
+            averages.
 
     Returns:
-        ``(loss, terms)`` with ``terms`` the unweighted ``pred``, ``ae``, ``s``, ``t``.
+        ``(loss, (terms, state))``: ``terms`` the unweighted ``pred``, ``ae``, ``s``, ``t``;
+        ``state`` the non-parameter collections after the step (``{}`` for MLP nets).
 
     Raises:
         ValueError: ``offset`` not in ``{0, k}`` or windows too short (``L ≤ k``).
@@ -401,23 +381,27 @@ def pde_loss(
     if length <= k:
         raise ValueError(f"windows must be longer than n_cond={k} frames; got x of shape "
                          f"{tuple(x.shape)}.")
+    v = params
     cond = x[:, :k]
-    s_old = model.apply(params, cond, method=PDEModel.encode_s)
-    s_new = model.apply(params, x[:, -k:], method=PDEModel.encode_s)
-    t0 = model.apply(params, cond, method=PDEModel.encode_t)
-    forecast, _ = rollout(model, params, s_old, t0, length - k + offset)
+    s_old, v = _apply(model, v, cond, method=PDEModel.encode_s, train=train)
+    s_new, v = _apply(model, v, x[:, -k:], method=PDEModel.encode_s, train=train)
+    t0, v = _apply(model, v, cond, method=PDEModel.encode_t, train=train)
+    forecast, _, v = rollout(model, v, s_old, t0, length - k + offset, train=True) if train \
+        else (*rollout(model, v, s_old, t0, length - k + offset), v)
     pred = _mse(forecast, x[:, k - offset:])
     # auto-encoding: window ending at a random t (k ≤ t ≤ L with offset k; < L with offset 0)
     t_end = jax.random.randint(key, (b,), k, length + (1 if offset else 0))
     window = jax.vmap(lambda xi, t: jax.lax.dynamic_slice_in_dim(xi, t - k, k))(x, t_end)
     target = jnp.take_along_axis(x, (t_end - offset).reshape((b, 1) + (1,) * (x.ndim - 2)),
                                  axis=1)[:, 0]
-    t_rand = model.apply(params, window, method=PDEModel.encode_t)
-    ae = _mse(model.apply(params, s_old, t_rand, method=PDEModel.decode), target)
+    t_rand, v = _apply(model, v, window, method=PDEModel.encode_t, train=train)
+    recon, v = _apply(model, v, s_old, t_rand, method=PDEModel.decode, train=train)
+    ae = _mse(recon, target)
     s_term = _mse(s_old, s_new)
     t_term = 0.5 * jnp.mean(jnp.sum(t0**2, axis=-1))
     loss = lambda_pred * pred + lambda_ae * ae + lambda_s * s_term + lambda_t * t_term
-    return loss, {"pred": pred, "ae": ae, "s": s_term, "t": t_term}
+    state = {name: val for name, val in v.items() if name != "params"}
+    return loss, ({"pred": pred, "ae": ae, "s": s_term, "t": t_term}, state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,9 +621,11 @@ class PDEExperiment:
 
     # ---- training
     def init(self, key: jax.Array) -> tuple[Any, Any]:
-        """Initial parameters (no other collections: ``model_state = {}``)."""
+        """Initial ``({"params": ...}, model_state)`` (``batch_stats`` for DCGAN nets)."""
         x = jnp.zeros((1, self.hp["n_cond"]) + self.data.obs_shape, jnp.float32)
-        return self.model.init(key, x), {}
+        variables = dict(self.model.init(key, x))
+        params = {"params": variables.pop("params")}
+        return params, variables
 
     def train_batch(self, step: int) -> np.ndarray:
         """Random training windows ``(B, n_cond + n_pred, *obs)`` of step ``step``."""
@@ -647,8 +633,7 @@ class PDEExperiment:
 
     def loss(self, params: Any, model_state: Any, batch: Array, key: jax.Array):
         """:func:`pde_loss` with the preset's weights: ``(loss, (terms, model_state))``."""
-        loss, terms = pde_loss(self.model, params, batch, key, **self._loss_kw)
-        return loss, (terms, model_state)
+        return pde_loss(self.model, {**params, **model_state}, batch, key, **self._loss_kw)
 
     # ---- prediction
     def _predict_impl(self, params: Any, cond: Array, s_cond: Array | None = None, *,
@@ -673,7 +658,7 @@ class PDEExperiment:
         """Two test windows: ground truth above prediction (conditioning frames included)."""
         k, n = self.hp["n_cond"], self.hp["n_pred"]
         x = self.data.test_windows(np.arange(2), k + n)
-        pred = self.predict(params, x[:, :k], n)
+        pred = self.predict({**params, **model_state}, x[:, :k], n)
         rows, labels = [], []
         for i in range(2):
             rows += [x[i], np.concatenate([x[i, :k], pred[i]])]
@@ -695,6 +680,7 @@ class PDEExperiment:
         from gantk.models.evaluate import frame_metrics, mean_ci
         from gantk.models.registry import EvalResult
 
+        params = {**params, **model_state}  # the model's variables
         k, n = self.hp["n_cond"], self.hp["n_test"]
         total = self.data.n_test_windows if videos is None else min(videos,
                                                                     self.data.n_test_windows)
