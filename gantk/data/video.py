@@ -30,6 +30,7 @@ Frames are float32 in [0, 1], shaped ``(batch, time, H, W, 1)`` (channels last, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import math
 import os
@@ -77,13 +78,25 @@ def read_idx_images(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(n, rows, cols)
 
 
+def _linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` bilinear interpolation weights (half-pixel centres, edges clamped)."""
+    centres = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    lo = np.clip(np.floor(centres).astype(int), 0, n_in - 1)
+    hi = np.clip(lo + 1, 0, n_in - 1)
+    frac = np.clip(centres - lo, 0.0, 1.0)
+    m = np.zeros((n_out, n_in))
+    m[np.arange(n_out), lo] += 1 - frac
+    m[np.arange(n_out), hi] += frac
+    return m
+
+
+@functools.lru_cache(maxsize=1)
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
-    import jax
-    import jax.numpy as jnp
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
-    img = load_digits().images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
-    up = np.asarray(jax.image.resize(jnp.asarray(img), (img.shape[0], 20, 20), "linear"))
+    img = load_digits().images / 16.0  # (1797, 8, 8) in [0, 1]
+    r = _linear_resize_matrix(8, 20)
+    up = np.einsum("ij,njk,lk->nil", r, img, r)
     out = np.zeros((img.shape[0], DIGIT_SIZE, DIGIT_SIZE), np.float32)
     out[:, 4:24, 4:24] = np.clip(up, 0.0, 1.0)
     perm = np.random.default_rng(0).permutation(img.shape[0])
@@ -179,7 +192,7 @@ def bounce_trajectory(rng: np.random.Generator, n_frames: int, *, deterministic:
             t_wall = [(lim - s[i]) / v[i] if v[i] > 0 else (-s[i] / v[i] if v[i] < 0
                                                              else math.inf) for i in (0, 1)]
             t_hit = min(t_wall)
-            if t_hit >= tau - _EPS:
+            if t_hit > tau + _EPS:  # no wall within the step (one exactly at its end bounces now)
                 s = [s[0] + v[0] * tau, s[1] + v[1] * tau]
                 break
             t_hit = max(t_hit, 0.0)

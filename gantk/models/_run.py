@@ -102,6 +102,9 @@ class Checkpoints:
         step = self.latest_step()
         if step is None:
             raise UsageError(f"no checkpoint found in {self.dir}")
+        # orbax restores into 0-d arrays, not NumPy scalars (np.int64 templates are refused)
+        template = {k: np.asarray(v) if isinstance(v, np.generic) else v
+                    for k, v in template.items()}
         try:
             return self.manager.restore(step, args=self._ocp.args.StandardRestore(template))
         except Exception as err:  # orbax raises many types for corrupt or mismatched files

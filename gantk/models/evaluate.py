@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gantk.models._run import Checkpoints, Parser, UsageError, write_json
+from gantk.models._run import Checkpoints, Parser, UsageError, save_png, write_json
 from gantk.models.registry import EvalResult, RunSpec, get_model
 
 __all__ = ["best_of", "build_parser", "frame_metrics", "main", "mean_ci", "psnr", "ssim",
@@ -148,6 +148,8 @@ def write_eval(out_dir: pathlib.Path, result: EvalResult, title: str) -> None:
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     _io.save_figure(fig, out_dir / "metrics.png", dpi=100)
+    for name, image in result.images.items():
+        save_png(out_dir / f"{name}.png", image)
 
 
 def build_parser() -> Parser:
@@ -199,10 +201,12 @@ def _run(argv: Sequence[str] | None) -> int:
         raise UsageError(str(err).strip().splitlines()[0]) from None
     params, model_state = exp.init(jax.random.key(spec.seed))
     ck = Checkpoints(run_dir / "checkpoints", create=False)
-    tree = ck.restore({"params": params, "model_state": model_state,
-                       "opt_state": exp.optimizer.init(params), "step": np.int64(0),
-                       "elapsed": np.float64(0.0)})
-    ck.close()
+    try:
+        tree = ck.restore({"params": params, "model_state": model_state,
+                           "opt_state": exp.optimizer.init(params), "step": np.int64(0),
+                           "elapsed": np.float64(0.0)})
+    finally:
+        ck.close()
     step = int(tree["step"])
     try:
         result = exp.evaluate(tree["params"], tree["model_state"], samples=args.samples,

@@ -88,12 +88,15 @@ class EvalResult:
             conditioning and predicted frames), the data description.
         panels: figure layout: panel title -> columns drawn in it (e.g.
             ``{"PSNR": ["psnr", "psnr_copy_last"]}``).
+        images: extra figures, name -> image in [0, 1] (``(H, W)`` or ``(H, W, 3)``), saved
+            as ``eval/<name>.png`` (e.g. the PDE model's content swap).
     """
 
     rows: list[dict[str, Any]]
     columns: tuple[str, ...]
     summary: dict[str, Any]
     panels: dict[str, list[str]]
+    images: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Experiment(Protocol):
@@ -162,6 +165,12 @@ MODELS: dict[str, ModelEntry] = {
         data=("moving-digits", "moving-digits-deterministic", "moving-mnist:"),
         description="SRVP, stochastic latent residual video prediction (Franceschi et al., "
         "ICML 2020)",
+    ),
+    "pde": ModelEntry(
+        name="pde", module="gantk.models.pde",
+        data=("waveeq", "waveeq-100", "pendulum", "moving-digits",
+              "moving-digits-deterministic", "moving-mnist:"),
+        description="PDE-driven spatiotemporal disentanglement (Dona et al., ICLR 2021)",
     ),
 }
 

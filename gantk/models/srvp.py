@@ -387,7 +387,8 @@ class SRVPExperiment:
                  optax.linear_schedule(hp["lr"], 0.0, decay)], [max(steps - decay, 0)])
         self.optimizer = optax.adam(lr)
         self._strip_videos: np.ndarray | None = None
-        self._gen = jax.jit(self._generate_samples, static_argnames=("n_samples", "n_frames", "n_substeps"))
+        self._gen = jax.jit(self._generate_samples,
+                            static_argnames=("n_samples", "n_frames", "n_substeps"))
 
     def init(self, key: Array) -> tuple[Any, Any]:
         """Initial ``(params, {"batch_stats": ...})``."""

@@ -37,6 +37,9 @@ from gantk.models.registry import MODELS, RunSpec, get_model, resolve_hparams
 __all__ = ["build_parser", "main"]
 
 
+_SCHEDULE = {"log_every": 50, "checkpoint_every": 500, "strip_every": None}
+
+
 def build_parser() -> Parser:
     """The ``gantk.models.train`` argument parser."""
     p = Parser(prog="python -m gantk.models.train",
@@ -54,12 +57,14 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="runs", help="output folder (default runs)")
     p.add_argument("--name", help="run folder name (default <model>-<data>-<preset>-s<seed>)")
-    p.add_argument("--log-every", type=int, default=50, dest="log_every",
-                   help="steps between metrics.csv rows (default 50)")
-    p.add_argument("--checkpoint-every", type=int, default=500, dest="checkpoint_every",
-                   help="steps between checkpoints (default 500)")
+    p.add_argument("--log-every", type=int, dest="log_every",
+                   help=f"steps between metrics.csv rows (default {_SCHEDULE['log_every']}; "
+                   "on --resume, the run's)")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                   help=f"steps between checkpoints (default {_SCHEDULE['checkpoint_every']}; "
+                   "on --resume, the run's)")
     p.add_argument("--strip-every", type=int, dest="strip_every",
-                   help="steps between PNG strips (default: steps/4)")
+                   help="steps between PNG strips (default: steps/4; on --resume, the run's)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run folder created by gantk")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
@@ -103,6 +108,9 @@ def _resolve(args: Any) -> tuple[RunSpec, pathlib.Path, dict[str, Any]]:
             hp["steps"] = args.steps
         spec = RunSpec(spec.model, spec.data, spec.preset, spec.seed, hp)
         get_model(spec.model)
+        saved = {**_SCHEDULE, **cfg.get("schedule", {})}
+        cfg["schedule"] = {k: getattr(args, k) if getattr(args, k) is not None else saved[k]
+                           for k in _SCHEDULE}
         return spec, run_dir, cfg
     try:
         entry = get_model(args.model)
@@ -131,7 +139,9 @@ def _resolve(args: Any) -> tuple[RunSpec, pathlib.Path, dict[str, Any]]:
             raise UsageError(f"--overwrite: {run_dir} was not created by gantk.models.train "
                              "(no config.json); refusing to delete it")
     cfg = {"model": spec.model, "data": spec.data, "preset": spec.preset, "seed": spec.seed,
-           "hparams": hp}
+           "hparams": hp,
+           "schedule": {k: getattr(args, k) if getattr(args, k) is not None else v
+                        for k, v in _SCHEDULE.items()}}
     return spec, run_dir, cfg
 
 
@@ -189,9 +199,13 @@ def _run(argv: list[str] | None) -> int:
     rows: list[dict[str, Any]] = []
     if args.resume:
         ck = Checkpoints(run_dir / "checkpoints", create=False)
-        tree = ck.restore({"params": params, "model_state": model_state,
-                           "opt_state": opt_state, "step": np.int64(0),
-                           "elapsed": np.float64(0.0)})
+        try:
+            tree = ck.restore({"params": params, "model_state": model_state,
+                               "opt_state": opt_state, "step": np.int64(0),
+                               "elapsed": np.float64(0.0)})
+        except UsageError:
+            ck.close()
+            raise
         params, model_state, opt_state = tree["params"], tree["model_state"], tree["opt_state"]
         start, elapsed_before = int(tree["step"]), float(tree["elapsed"])
         rows = _read_rows(run_dir / "metrics.csv", start)
@@ -218,7 +232,9 @@ def _run(argv: list[str] | None) -> int:
         upd, o_new = exp.optimizer.update(g, o, p)
         return optax.apply_updates(p, upd), s_new, o_new, loss, terms
 
-    strip_every = args.strip_every or max(1, n_steps // 4)
+    sched = cfg["schedule"]
+    log_every, checkpoint_every = sched["log_every"], sched["checkpoint_every"]
+    strip_every = sched["strip_every"] or max(1, n_steps // 4)
     t0 = _time.perf_counter()
 
     def elapsed() -> float:
@@ -265,12 +281,12 @@ def _run(argv: list[str] | None) -> int:
                 window.setdefault(k, []).append(v)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in terms.items()}, refresh=False)
-            if step % args.log_every == 0 or step == n_steps:
+            if step % log_every == 0 or step == n_steps:
                 rows.append({"step": step, **{k: float(np.mean(v)) for k, v in window.items()},
                              "wall_time": round(elapsed(), 3)})
                 window = {}
                 _write_rows(run_dir / "metrics.csv", rows)
-            if step % args.checkpoint_every == 0 or step == n_steps:
+            if step % checkpoint_every == 0 or step == n_steps:
                 save(step)
                 last_saved = step
             if step % strip_every == 0 or step == n_steps:
