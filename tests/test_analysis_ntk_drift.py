@@ -56,7 +56,7 @@ def test_init_kernel_approaches_infinite_width():
 
 @pytest.mark.slow
 def test_drift_falls_with_width():
-    res = drift_vs_width([16, 256], n_particles=16, n_probe=8, n_steps=20, chunk_size=10,
+    res = drift_vs_width([16, 256], n_particles=8, n_probe=6, n_steps=20, chunk_size=10,
                          depth=1)
     final = [res[w]["ntk_drift"][-1] for w in (16, 256)]
     assert res[16]["ntk_drift"][0] == 0.0 and list(res[16]["step"]) == [0, 10, 20]

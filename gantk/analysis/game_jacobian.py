@@ -106,6 +106,10 @@ class Spectrum(NamedTuple):
         residuals: ``(k,)`` residual estimates (0 for the dense method).
         method: ``'dense'`` or ``'arnoldi'``.
         n: the operator dimension.
+
+    Arnoldi's Ritz values are only meaningful where their residual is small: when the Krylov
+    space becomes invariant early (a rank-deficient Jacobian, e.g. dead ReLU units) the
+    remaining ones are junk with large residuals. Use :meth:`converged`.
     """
 
     eigenvalues: np.ndarray
