@@ -72,6 +72,14 @@ def figures(command: str, *args: str) -> tuple[str, ...]:
     return ("-m", "gantk.figures", command, *args, "--out", "{out}")
 
 
+def field(kernel: str, title: str, caption: str) -> Entry:
+    """A one-particle vector field (``gantk.figures vector-field``, IPM) of one kernel."""
+    return Entry(f"field-{kernel}", "Vector fields", title, caption,
+                 figures("vector-field", "--kernel", kernel, "--loss", "ipm", "--nx", "15",
+                         "--ny", "8"),
+                 ("*.png",))
+
+
 ENTRIES: list[Entry] = [
     Entry("main-job", "Particle flows", "The main job: IPM, ReLU NTK, 8 Gaussians",
           "Fake particles (red) flow from N(0, I₂) to the 8-Gaussian target (blue) along "
@@ -82,37 +90,33 @@ ENTRIES: list[Entry] = [
               "--steps", "1000", "--log-every", "250"),
           ("run/figures/step_0.png", "run/figures/step_1000.png", "run/figures/metrics.png")),
     Entry("snapshots", "Particle flows", "Snapshots of the main job",
-          "`python -m gantk.figures snapshots RUN_DIR` on the run above.",
+          "`python -m gantk.figures snapshots RUN_DIR` on the run above (`WORK/main-job/run`: "
+          "`WORK` is the folder that holds each entry's `OUT`).",
           ("-m", "gantk.figures", "snapshots", "{work}/main-job/run", "--out",
            "{out}/snapshots.png"),
           ("snapshots.png",)),
     Entry("lsgan-nobias", "Particle flows", "LSGAN with the bias-free ReLU NTK collapses",
           "The bias-free ReLU NTK is positively homogeneous, so \\(f_\\tau(0) = 0\\) and the "
           "origin minimises the LSGAN generator loss \\(c(f) = f^2\\): the whole fake cloud "
-          "is pulled to it (see [Findings](findings.md)). 200 + 200 points, 300 steps.",
+          "is pulled to it (see [Findings](findings.md)). 200 + 200 points, 100 steps.",
           run("--loss", "lsgan", "--kernel", "relu-nobias", "--n-particles", "200", "--eta",
-              "400", "--steps", "300", "--log-every", "300", "--metrics", "energy,mmd"),
-          ("run/figures/step_300.png",)),
+              "400", "--steps", "100", "--log-every", "100", "--metrics", "energy,mmd"),
+          ("run/figures/step_100.png",)),
     Entry("digits", "Particle flows", "Digits: particles become images",
           "IPM flow on scikit-learn's 8×8 digits (64-d), ReLU NTK, \\(\\tau = 1000\\) (the "
           "GAN(TK)² digits setting at 256 particles instead of 1024, same per-particle step).",
           run("--data", "digits", "--loss", "ipm", "--kernel", "relu", "--time", "1000",
               "--n-particles", "256", "--eta", "25", "--steps", "400", "--log-every", "400"),
           ("run/figures/step_0.png", "run/figures/step_400.png")),
-    Entry("field-relu", "Vector fields", "One particle against one target: ReLU",
+    field("relu", "One particle against one target: ReLU",
           "Velocity of a fake particle at each grid point when the only real point is (1, 0) "
-          "(Franceschi et al., Figures 6–7), IPM loss.",
-          figures("vector-field", "--kernel", "relu", "--loss", "ipm", "--nx", "15", "--ny", "8"),
-          ("*.png",)),
-    Entry("field-relu-nobias", "Vector fields", "Bias-free ReLU",
-          "The same field for the bias-free ReLU NTK: homogeneous, radial structure.",
-          figures("vector-field", "--kernel", "relu-nobias", "--loss", "ipm", "--nx", "15",
-                  "--ny", "8"),
-          ("*.png",)),
-    Entry("field-rbf", "Vector fields", "RBF (NNGP)",
-          "The same field for GAN(TK)²'s RBF network: local attraction only.",
-          figures("vector-field", "--kernel", "rbf", "--loss", "ipm", "--nx", "15", "--ny", "8"),
-          ("*.png",)),
+          "(Franceschi et al., Figures 6–7), IPM loss."),
+    field("relu-nobias", "Bias-free ReLU",
+          "The same field for the bias-free ReLU NTK: positively homogeneous, so the speed "
+          "grows with the distance from the origin, where it vanishes."),
+    field("rbf", "RBF (NNGP)",
+          "The same field for GAN(TK)²'s RBF network: attraction towards the real point, "
+          "fading with the distance from it (a local kernel)."),
     Entry("adequacy-1d", "Finite vs infinite width", "Adequacy in 1-D (Figure 1)",
           "\\(c_f\\) of finite ReLU discriminators trained by SGD against the infinite-width "
           "closed form, widths 64 and 512, 4 networks each (the README's table uses 100).",
@@ -195,12 +199,15 @@ def write_page() -> None:
             section = entry.section
             lines += [f"## {section}", ""]
         lines += [f"### {entry.title}", "", entry.caption, "",
-                  "```bash", "python " + shlex.join(_shown(entry)), "```", "",
-                  '<div class="gallery" markdown>']
-        for img in images:
-            alt = f"{entry.title} ({img.stem.split('--', 1)[1]})"
-            lines += [f"![{alt}](gallery/{img.name}){{ loading=lazy }}"]
-        lines += ["</div>", ""]
+                  "```bash", "python " + shlex.join(_shown(entry)), "```", ""]
+        shown = [f"![{entry.title} ({img.stem.split('--', 1)[1]})](gallery/{img.name})"
+                 "{ loading=lazy }" for img in images]
+        if len(shown) == 1:
+            lines += [shown[0], ""]
+        else:  # one paragraph per image: each is a cell of the CSS grid
+            lines += ['<div class="gallery" markdown>', ""]
+            lines += [line for img in shown for line in (img, "")]
+            lines += ["</div>", ""]
     PAGE.write_text("\n".join(lines))
 
 

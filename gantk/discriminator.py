@@ -74,7 +74,7 @@ def discriminator(
     ``d f_t(T)/dt = -K \nabla_f L(f_t(T))``, ``L(f) = mean a(f(fake)) + mean b(f(real))``,
     and ``f_tau(x) = f_0(x) + k(x, T) alpha`` with ``alpha = -\int_0^tau \nabla_f L dt``.
     Equivalent to ``solver(Problem(loss, kernel, fake, real, time, ...))``; see
-    :mod:`gantk.solvers` and ``docs/dynamics.md`` for the solvers' formulas.
+    :mod:`gantk.solvers` and ``docs/concepts/solvers.md`` for the solvers' formulas.
 
     Args:
         loss: a loss name of :mod:`gantk.losses`, a :class:`gantk.losses.Loss` or a triple

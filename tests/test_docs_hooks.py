@@ -1,6 +1,7 @@
 """The docs build's own code: generated API pages, api: links, reST → Markdown docstrings."""
 
 import importlib.util
+import json
 import pathlib
 import types
 
@@ -91,3 +92,12 @@ def test_rst_literal_block_becomes_a_fenced_block():
         "Example:", "", "```python", "k = stax.ntk(kernel_fn)", "```", "", "Done."]
     tree = "Writes::\n\n    out/\n        config.json\n"
     assert "```text" in rst.convert(tree)
+
+
+def test_notebook_title_is_its_first_h1_else_its_file_name(tmp_path):
+    nb = tmp_path / "dirac_gan.ipynb"
+    cell = {"cell_type": "markdown", "source": ["intro\n", "# The `Dirac` GAN\n"]}
+    nb.write_text(json.dumps({"cells": [cell]}))
+    assert pages._title(nb) == "The Dirac GAN"
+    nb.write_text('{"cells": [{"cell_type": "code", "source": "x = 1"}]}')
+    assert pages._title(nb) == "dirac gan"

@@ -80,7 +80,20 @@ def _notebooks(root: pathlib.Path) -> list[pathlib.Path]:
 
 
 def _title(path: pathlib.Path) -> str:
-    return path.stem.replace("_", " ").capitalize()
+    """The notebook's first Markdown H1 (its title), else its file name."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        cells = []
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else source
+            for line in text.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip().replace("`", "")
+            break
+    return path.stem.replace("_", " ")
 
 
 def _replace(nav: list, placeholder: str, entries: list) -> bool:

@@ -9,7 +9,7 @@ Each layer is an NT-style triple ``(init_fn, apply_fn, kernel_fn)``:
   array, a tuple such as ``('nngp', 'ntk')`` an NT-style namedtuple (fields in the order
   asked), ``None`` the full :class:`Kernel` pytree (``nngp``, ``ntk``, ``cov1``, ``cov2``).
 
-Numerical conventions are NT's (see ``docs/kernels.md``): inputs enter as
+Numerical conventions are NT's (see ``docs/concepts/kernels.md``): inputs enter as
 ``nngp = x1 x2^T / d``, ``cov = |x|^2 / d``, ``ntk = 0``. The ReLU-family kernels have
 NaN-free closed-form gradients, including at ``x1 == x2`` and at ``x = 0``.
 

@@ -272,7 +272,7 @@ def _gelu_terms(n: jax.Array, p: jax.Array, q: jax.Array, with_dot: bool) -> tup
 def Gelu(approximate: bool = False) -> Layer:
     """GELU ``x Phi(x)`` activation, NT's ``stax.Gelu``; exact Gaussian-integral kernel.
 
-    Derivation (docs/kernels.md): with ``Phi(u) = P(z <= u)`` for an independent
+    Derivation (docs/concepts/kernels.md): with ``Phi(u) = P(z <= u)`` for an independent
     ``z ~ N(0, 1)``, ``E[gelu(u) gelu(v)] = E[u v 1(u >= z1) 1(v >= z2)]``, evaluated by
     Gaussian integration by parts; ``dot_sigma`` is its derivative in ``k`` (Price's
     theorem). Formulas in the module docstring (Tsuchida et al. 2020, arXiv:2002.08517).
