@@ -7,7 +7,7 @@ which maps a :class:`gantk.problem.Problem` to the coefficients ``alpha`` (shape
 the solver validates, runs ``solve`` jitted, checks convergence and returns a
 :class:`gantk.solution.Discriminator` (the pattern of diffrax's ``AbstractSolver`` and
 ott-jax's ``Sinkhorn()(problem)``). Formulas (Franceschi et al., ICML 2022, eq. (6); see
-``docs/dynamics.md``), with ``W = diag(weights)`` and ``K = k(T, T)``:
+``docs/concepts/solvers.md``), with ``W = diag(weights)`` and ``K = k(T, T)``:
 
 - :class:`ClosedForm` (IPM, ``a``, ``b`` affine): ``alpha = -tau W (a', b')``: ``f_tau`` is
   ``tau`` times the unnormalised MMD witness function.

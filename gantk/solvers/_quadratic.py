@@ -1,5 +1,5 @@
 """Direct and Krylov solvers: :class:`ClosedForm` (IPM), :class:`Eigh` and :class:`Krylov`
-(quadratic losses); formulas in :mod:`gantk.solvers` and ``docs/dynamics.md``."""
+(quadratic losses); formulas in :mod:`gantk.solvers` and ``docs/concepts/solvers.md``."""
 
 from __future__ import annotations
 
