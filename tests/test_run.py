@@ -153,7 +153,9 @@ def test_preset_resolution():
     "extra",
     [
         ["--width", "64", "--discr-lr", "0.1", "--time", "1", "--loss", "lsgan", "--eta", "40"],
-        ["--preset", "ipm_reset-relu-eight_gaussians", "--width", "64", "--eta", "40"],
+        # --x64: the tests run with jax_enable_x64 on, and flows.FiniteWidthFit.init draws
+        # reset parameters in the default float (float64), not the points' float32
+        ["--preset", "ipm_reset-relu-eight_gaussians", "--width", "64", "--eta", "40", "--x64"],
         ["--width", "64", "--single-step", "--loss", "ipm", "--discr-lr", "0.1", "--eta", "40"],
     ],
 )

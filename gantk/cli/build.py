@@ -131,11 +131,12 @@ def _fake_of(state: Any) -> Any:
     return state.fake
 
 
-def _init_disc(cfg: RunConfig, key: Any, d: int) -> Any:
+def _init_disc(cfg: RunConfig, key: Any, fake: Any) -> Any:
+    """Initial finite-width discriminator parameters, in the dtype of the points."""
     if cfg.width is None:
         return None
-    return nets.init_discriminator(jax.random.fold_in(key, 1), cfg.spec, d,
-                                   antisymmetric=cfg.antisymmetric)
+    return nets.init_discriminator(jax.random.fold_in(key, 1), cfg.spec, fake.shape[1],
+                                   antisymmetric=cfg.antisymmetric, dtype=fake.dtype)
 
 
 def _fit(cfg: RunConfig, kernel: Callable) -> flows.AbstractFit:
@@ -152,7 +153,7 @@ def _particles(cfg: RunConfig, kernel: Callable, key: Any, fake: Any, step_size:
     step = flows.flow_step(_fit(cfg, kernel), step_size, mesh=mesh)
     state = flows.FlowState(
         fake=fake, step=jnp.asarray(0, jnp.int32), diverged_at=jnp.asarray(-1, jnp.int32),
-        key=jax.random.fold_in(key, 2), disc_params=_init_disc(cfg, key, fake.shape[1]),
+        key=jax.random.fold_in(key, 2), disc_params=_init_disc(cfg, key, fake),
     )
     return step, state
 
@@ -170,7 +171,7 @@ def _generator(cfg: RunConfig, kernel: Callable, key: Any, fake: Any, step_size:
     state = flows.GeneratorState(
         params=gparams, opt_state=opt.init(gparams), step=jnp.asarray(0, jnp.int32),
         diverged_at=jnp.asarray(-1, jnp.int32), key=jax.random.fold_in(key, 2),
-        disc_params=_init_disc(cfg, key, d),
+        disc_params=_init_disc(cfg, key, fake),
     )
 
     def particles(state: Any) -> Any:
