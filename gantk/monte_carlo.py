@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ from gantk.empirical import (
 
 __all__ = ["monte_carlo_kernel_fn"]
 
-#: Samples per compiled scan step (fixed, so every call reuses one compilation).
+#: Largest number of samples per compiled scan step (one compilation per call).
 _CHUNK = 8
 
 
@@ -145,18 +146,16 @@ def monte_carlo_kernel_fn(
         keys = _sample_keys(key, counts[-1])
         shape = jax.eval_shape(lambda: one_sample(x1, x2, keys[0], get_t, kwargs))
         total = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
+        # One compiled chunk size that divides every segment between requested counts:
+        # no padded (wasted) samples.
+        gcd = functools.reduce(math.gcd, np.diff([0, *counts]).tolist())
+        chunk = max(c for c in range(1, _CHUNK + 1) if gcd % c == 0)
+        ones = jnp.ones((chunk,), jax.tree.leaves(shape)[0].dtype)
         done = 0
         for n in counts:
             while done < n:
-                m = min(_CHUNK, n - done)
-                chunk = keys[done : done + m]
-                w = jnp.ones((_CHUNK,), jax.tree.leaves(shape)[0].dtype)
-                if m < _CHUNK:  # pad with weight-0 copies: one compiled chunk size
-                    pad = jnp.broadcast_to(chunk[-1:], (_CHUNK - m, *chunk.shape[1:]))
-                    chunk = jnp.concatenate([chunk, pad])
-                    w = w.at[m:].set(0)
-                total = accumulate(total, chunk, w, x1, x2, get_t, kwargs)
-                done += m
+                total = accumulate(total, keys[done : done + chunk], ones, x1, x2, get_t, kwargs)
+                done += chunk
             mean = jax.tree.map(lambda a, n=n: a / n, total)
             yield mean if store_on_device else jax.device_get(mean)
 

@@ -84,3 +84,13 @@ def test_repeat_rejects_shape_or_metadata_changes():
         stax.repeat(stax.FanOut(2), 3)[2](_x())
     x = _x()
     np.testing.assert_array_equal(stax.repeat(stax.Relu(), 0)[2](x, get="nngp"), x @ x.T / 3)
+
+
+def test_scanned_relu_hessian_is_finite_at_kink_and_origin():
+    # Forward-over-reverse through lax.scan differentiates stax's sqrt directly (not its
+    # custom rule); the double-where implementation keeps that finite at 0.
+    x2 = _x(3, 2, seed=1)
+    k = MLPSpec("relu", depth=6, b_std=0.0).k()
+    for x in (jnp.zeros((1, 2)), x2[:1]):
+        hess = jax.hessian(lambda a: jnp.sum(k(a, x2)))(x)
+        assert bool(jnp.all(jnp.isfinite(hess)))

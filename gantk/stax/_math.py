@@ -70,7 +70,12 @@ def sqrt(x: jax.Array) -> jax.Array:
     The derivative ``dx / (2 sqrt(x))`` is replaced by 0 where ``x <= 0``, so no NaN/inf
     arises at 0, also for higher derivatives.
     """
-    return jnp.sqrt(jnp.maximum(jnp.asarray(x), 0.0))
+    x = jnp.asarray(x)
+    pos = x > 0
+    # Double `where`: even differentiated directly (bypassing the rule below, as JAX can
+    # when a scan is linearised and then differentiated forward) the derivative is 0,
+    # not inf * 0 = NaN, where x <= 0.
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
 @sqrt.defjvp
