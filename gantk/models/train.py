@@ -297,6 +297,8 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         status = "interrupted"
     bar.close()
+    if status == "time_limit" and step % strip_every != 0:
+        strip(step)
     if status in ("interrupted", "time_limit") and last_saved != step:
         save(step)
         if window:
