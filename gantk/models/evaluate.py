@@ -31,6 +31,7 @@ import math
 import os
 import pathlib
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,7 +150,7 @@ def write_eval(out_dir: pathlib.Path, result: EvalResult, title: str) -> None:
         ax.set_title(name)
         ax.set_xlabel("predicted frame")
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 100), fontsize=8)
     fig.tight_layout()
     _io.save_figure(fig, out_dir / "metrics.png", dpi=100)
     for name, image in result.images.items():
