@@ -201,6 +201,11 @@ def test_ssim_and_psnr_match_the_hand_computed_definitions():
     assert p == pytest.approx(10 * math.log10(1 / np.mean((a - b) ** 2)), rel=1e-5)
     assert float(ev.psnr(jnp.full((4, 4, 1), 1.7), jnp.full((4, 4, 1), 0.9))) == pytest.approx(
         20.0, rel=1e-5)
+    # any leading axes (samples, videos, frames) are evaluated frame by frame
+    stack = jnp.asarray(np.stack([[a, b], [b, a]])[..., None])
+    got = np.asarray(ev.ssim(stack, stack[::-1]))
+    assert got.shape == (2, 2) and got[0, 0] == pytest.approx(_ssim_by_hand(a, b), abs=1e-5)
+    assert np.asarray(ev.psnr(stack, stack[::-1])).shape == (2, 2)
     with pytest.raises(ValueError, match="11"):
         ev.ssim(jnp.zeros((8, 8, 1)), jnp.zeros((8, 8, 1)))
 

@@ -57,6 +57,7 @@ def test_shapes_and_combiner(combiner, s_dim):
     np.testing.assert_allclose(frames[:, 0], m.apply(p, s, t, method=PDEModel.decode), atol=1e-6)
 
 
+@pytest.mark.slow  # XLA CPU compiles the conv nets slowly (minutes on a loaded 2-core machine)
 def test_dcgan_nets_with_batchnorm_state():
     # the shared DCGAN encoder/decoder (frames stacked on channels), BatchNorm statistics
     # threaded through the loss as model state
@@ -71,7 +72,7 @@ def test_dcgan_nets_with_batchnorm_state():
     moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
                                    state["batch_stats"], v["batch_stats"])
     assert max(jax.tree_util.tree_leaves(moved)) > 0  # running statistics updated
-    frames, _ = rollout(m, v, jnp.zeros((2, 6)), jnp.zeros((2, 3)), 3)
+    frames = jax.eval_shape(lambda v: rollout(m, v, jnp.zeros((2, 6)), jnp.zeros((2, 3)), 3)[0], v)
     assert frames.shape == (2, 3, 32, 32, 1)
 
 
@@ -123,29 +124,36 @@ def test_loss_terms_match_hand_computation():
     x = _wave_batch()
     p = _init(m, x)
     key = jax.random.key(5)
-    loss, (terms, _) = pde_loss(m, p, x, key, lambda_pred=2.0, lambda_ae=3.0, lambda_s=5.0,
-                           lambda_t=7.0)
     k, length = 5, 10
-    s_old = m.apply(p, x[:, :k], method=PDEModel.encode_s)
-    s_new = m.apply(p, x[:, -k:], method=PDEModel.encode_s)
-    t0 = m.apply(p, x[:, :k], method=PDEModel.encode_t)
-    # offset = k: the rollout from T₀ decodes frames 1..L (conditioning ones included)
-    frames, _ = rollout(m, p, s_old, t0, length)
-    np.testing.assert_allclose(terms["pred"], np.mean((frames - x) ** 2), rtol=1e-5)
-    np.testing.assert_allclose(terms["s"], np.mean((s_old - s_new) ** 2), rtol=1e-5)
-    np.testing.assert_allclose(terms["t"], 0.5 * np.mean(np.sum(t0**2, -1)), rtol=1e-5)
     t_end = np.asarray(jax.random.randint(key, (8,), k, length + 1))
-    windows = jnp.stack([x[i, e - k : e] for i, e in enumerate(t_end)])
-    target = jnp.stack([x[i, e - k] for i, e in enumerate(t_end)])
-    t_r = m.apply(p, windows, method=PDEModel.encode_t)
-    ae = np.mean((m.apply(p, s_old, t_r, method=PDEModel.decode) - target) ** 2)
-    np.testing.assert_allclose(terms["ae"], ae, rtol=1e-5)
+
+    @jax.jit
+    def both(p):
+        loss, (terms, _) = pde_loss(m, p, x, key, lambda_pred=2.0, lambda_ae=3.0,
+                                    lambda_s=5.0, lambda_t=7.0)
+        _, (terms0, _) = pde_loss(m, p, x, key, offset=0)
+        s_old = m.apply(p, x[:, :k], method=PDEModel.encode_s)
+        s_new = m.apply(p, x[:, -k:], method=PDEModel.encode_s)
+        t0 = m.apply(p, x[:, :k], method=PDEModel.encode_t)
+        # offset = k: the rollout from T₀ decodes frames 1..L (conditioning ones included)
+        frames, _ = rollout(m, p, s_old, t0, length)
+        frames0, _ = rollout(m, p, s_old, t0, length - k)
+        windows = jnp.stack([x[i, e - k : e] for i, e in enumerate(t_end)])
+        target = jnp.stack([x[i, e - k] for i, e in enumerate(t_end)])
+        t_r = m.apply(p, windows, method=PDEModel.encode_t)
+        ref = {"pred": jnp.mean((frames - x) ** 2), "s": jnp.mean((s_old - s_new) ** 2),
+               "t": 0.5 * jnp.mean(jnp.sum(t0**2, -1)),
+               "ae": jnp.mean((m.apply(p, s_old, t_r, method=PDEModel.decode) - target) ** 2),
+               # offset = 0: T₀ codes frame k+1, the loss covers the predicted frames only
+               "pred0": jnp.mean((frames0 - x[:, k:]) ** 2)}
+        return loss, terms, terms0, ref
+
+    loss, terms, terms0, ref = both(p)
+    for name in ("pred", "s", "t", "ae"):
+        np.testing.assert_allclose(terms[name], ref[name], rtol=1e-5)
+    np.testing.assert_allclose(terms0["pred"], ref["pred0"], rtol=1e-5)
     total = 2 * terms["pred"] + 3 * terms["ae"] + 5 * terms["s"] + 7 * terms["t"]
     np.testing.assert_allclose(loss, total, rtol=1e-6)
-    # offset = 0: T₀ codes frame k+1, the loss covers the predicted frames only
-    _, (t0_terms, _) = pde_loss(m, p, x, key, offset=0)
-    frames0, _ = rollout(m, p, s_old, t0, length - k)
-    np.testing.assert_allclose(t0_terms["pred"], np.mean((frames0 - x[:, k:]) ** 2), rtol=1e-5)
 
 
 def _train(m, x, steps, lr=1e-3):

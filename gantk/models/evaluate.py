@@ -31,6 +31,7 @@ import math
 import os
 import pathlib
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +56,9 @@ def psnr(pred: Any, target: Any) -> Any:
     import dm_pix as pix
     import jax.numpy as jnp
 
-    return pix.psnr(jnp.clip(pred, 0.0, 1.0), target)
+    lead = pred.shape[:-3]  # dm-pix takes (H, W, C) or (N, H, W, C)
+    p = jnp.clip(pred, 0.0, 1.0).reshape(-1, *pred.shape[-3:])
+    return pix.psnr(p, jnp.reshape(target, p.shape)).reshape(lead)
 
 
 def ssim(pred: Any, target: Any) -> Any:
@@ -75,8 +78,10 @@ def ssim(pred: Any, target: Any) -> Any:
 
     if pred.shape[-3] < 11 or pred.shape[-2] < 11:
         raise ValueError(f"SSIM needs frames of at least 11×11; got {pred.shape[-3:-1]}")
-    return pix.ssim(jnp.clip(pred, 0.0, 1.0), target, max_val=1.0, filter_size=11,
-                    filter_sigma=1.5, k1=0.01, k2=0.03)
+    lead = pred.shape[:-3]  # dm-pix takes (H, W, C) or (N, H, W, C)
+    p = jnp.clip(pred, 0.0, 1.0).reshape(-1, *pred.shape[-3:])
+    return pix.ssim(p, jnp.reshape(target, p.shape), max_val=1.0, filter_size=11,
+                    filter_sigma=1.5, k1=0.01, k2=0.03).reshape(lead)
 
 
 def frame_metrics(pred: Any, target: Any) -> dict[str, Any]:
@@ -145,7 +150,7 @@ def write_eval(out_dir: pathlib.Path, result: EvalResult, title: str) -> None:
         ax.set_title(name)
         ax.set_xlabel("predicted frame")
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 100), fontsize=8)
     fig.tight_layout()
     _io.save_figure(fig, out_dir / "metrics.png", dpi=100)
     for name, image in result.images.items():

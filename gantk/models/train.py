@@ -28,6 +28,7 @@ import os
 import pathlib
 import shutil
 import sys
+import textwrap
 import time as _time
 from typing import Any
 
@@ -171,7 +172,7 @@ def _plot_losses(path: pathlib.Path, rows: list[dict[str, Any]], title: str) -> 
         ax.plot(steps, [r.get(k, math.nan) for r in rows])
         ax.set_title(k)
         ax.set_xlabel("step")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 40 * len(keys)), fontsize=8)
     fig.tight_layout()
     _io.save_figure(fig, path, dpi=90)
 
@@ -297,6 +298,8 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         status = "interrupted"
     bar.close()
+    if status == "time_limit" and step % strip_every != 0:
+        strip(step)
     if status in ("interrupted", "time_limit") and last_saved != step:
         save(step)
         if window:
