@@ -380,8 +380,11 @@ def empirical_kernel_fn(
 
     Args:
         f: ``f(params, x, **kwargs)``, e.g. the ``apply_fn`` of a :mod:`gantk.stax` network.
-        trace_axes, diagonal_axes, vmap_axes, implementation: as in
+        trace_axes: as in
             :func:`empirical_ntk_fn` (``vmap_axes``/``implementation`` only affect the NTK).
+        diagonal_axes: see ``trace_axes``.
+        vmap_axes: see ``trace_axes``.
+        implementation: see ``trace_axes``.
 
     Returns:
         ``kernel_fn(x1, x2=None, get=None, params=None, **apply_fn_kwargs)``: ``get`` is

@@ -99,9 +99,13 @@ def monte_carlo_kernel_fn(
             as NT), all from one running sum.
         batch_size: tile size over ``x1``/``x2`` for each sample (see :func:`gantk.batch`);
             0 means whole kernels.
-        device_count, store_on_device: as :func:`gantk.batch`.
-        trace_axes, diagonal_axes, vmap_axes, implementation: as
+        device_count: as :func:`gantk.batch`.
+        store_on_device: see ``device_count``.
+        trace_axes: as
             :func:`gantk.empirical_kernel_fn`.
+        diagonal_axes: see ``trace_axes``.
+        vmap_axes: see ``trace_axes``.
+        implementation: see ``trace_axes``.
 
     Returns:
         ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)`` returning the mean of the

@@ -397,8 +397,11 @@ def gradient_descent_mse_ensemble(
         kernel_fn: a :mod:`gantk.stax` ``kernel_fn(x1, x2, get, **kwargs)``.
         x_train: ``(n, d)`` training inputs.
         y_train: ``(n, k)`` targets.
-        learning_rate, diag_reg, diag_reg_absolute_scale, trace_axes: as
+        learning_rate: as
             :func:`gradient_descent_mse`.
+        diag_reg: see ``learning_rate``.
+        diag_reg_absolute_scale: see ``learning_rate``.
+        trace_axes: see ``learning_rate``.
         **kernel_fn_train_train_kwargs: passed to ``kernel_fn`` on the training set.
 
     Returns:

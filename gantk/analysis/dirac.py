@@ -354,7 +354,8 @@ def flow(
         game: a :class:`DiracGAN` or a variant name.
         x0: initial ``(θ, ψ)``, shape ``(2,)``.
         ts: increasing save times starting at ``ts[0]`` (the initial time).
-        rtol, atol: step-size controller tolerances.
+        rtol: step-size controller tolerances.
+        atol: see ``rtol``.
 
     Returns:
         ``x(ts)``, shape ``(k, 2)``.

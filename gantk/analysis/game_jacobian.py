@@ -59,7 +59,8 @@ def game_field(
     Args:
         gen_loss: ``L_G(gen_params, disc_params) -> scalar``, minimized by the generator.
         disc_loss: ``L_D(gen_params, disc_params) -> scalar``, minimized by the discriminator.
-        gen_params, disc_params: pytrees at which to flatten.
+        gen_params: pytrees at which to flatten.
+        disc_params: see ``gen_params``.
 
     Returns:
         ``(field, z, unravel)``: ``field(z) -> (n,)`` on flat parameters ``z = (θ, ψ)`` of
@@ -209,7 +210,9 @@ def gan_game(
     Args:
         key: PRNG key (data, latents and both initializations).
         n: batch size of latents and real points.
-        latent_dim, gen_width, disc_width: sizes.
+        latent_dim: sizes.
+        gen_width: see ``latent_dim``.
+        disc_width: see ``latent_dim``.
         loss: a :mod:`gantk.losses` name or loss.
 
     Returns:

@@ -183,7 +183,9 @@ def drift_vs_width(
         n_particles: fake (= real) points.
         n_probe: probe points (half fake, half real initial points).
         n_steps: generator steps; ``chunk_size`` steps between two logs.
-        eta, time, discr_lr: as the CLI flags ``--eta``, ``--time``, ``--discr-lr``.
+        eta: as the CLI flags ``--eta``, ``--time``, ``--discr-lr``.
+        time: see ``eta``.
+        discr_lr: see ``eta``.
         depth: hidden layers (None: the preset's).
         seed: data and initialization seed.
         progress: show the chunk progress bars.

@@ -110,7 +110,8 @@ class RunConfig:
             a finite network and unused at infinite width).
         width: ``None`` for the infinite-width (NTK/NNGP) discriminator, else the width of
             the finite flax network.
-        n_particles, n_real: ``None`` = the dataset's own size (a ``points:`` file's).
+        n_particles: ``None`` = the dataset's own size (a ``points:`` file's).
+        n_real: see ``n_particles``.
     """
 
     loss: str = "ipm"

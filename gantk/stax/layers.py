@@ -467,7 +467,7 @@ def FanInProd() -> Layer:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
 
     Raises:
-        The kernel_fn raises ValueError when the branch shapes differ.
+        ValueError: from ``init_fn`` and ``kernel_fn`` when the branch shapes differ.
     """
 
     def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
