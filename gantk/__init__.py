@@ -15,6 +15,11 @@ Main entry points:
   discriminator).
 - :mod:`gantk.nets`: finite-width flax twins and :func:`gantk.empirical_ntk`.
 - :mod:`gantk.data`, :mod:`gantk.metrics`, :mod:`gantk.plot`: datasets, metrics, figures.
+- :mod:`gantk.models`: continuous-time latent video models (shared ODE layer, SRVP, PDE model).
+- :mod:`gantk.analysis`: game dynamics (Dirac-GAN, bilinear game, pointwise fields, NTK drift,
+  game Jacobian).
+- NT toolkit: :func:`gantk.monte_carlo_kernel_fn`, :func:`gantk.empirical_kernel_fn`,
+  :mod:`gantk.predict`, :func:`gantk.batch`.
 
 Note: ``gantk.discriminator`` is the *function*; once the submodule of the same name has
 been imported, Python binds the module there instead, which is callable with the same
@@ -29,11 +34,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "analysis",
     "architectures",
     "data",
     "flows",
     "losses",
     "metrics",
+    "models",
     "nets",
     "plot",
     "problem",
