@@ -100,7 +100,8 @@ def test_waveeq_dataset_conventions():
     assert np.all(tr.frames.reshape(8, -1).min(1) < 0.05)
     # frame 0 is the zero state: constant; the boundary stays at the value of 0 throughout
     assert np.ptp(tr.frames[:, 0], axis=(1, 2)).max() == 0
-    np.testing.assert_allclose(tr.frames[:, :, 0, :], tr.frames[:, :1, 0, :1] * np.ones((1, 150, 16)))
+    edge = tr.frames[:, :, 0, :]
+    np.testing.assert_allclose(edge, tr.frames[:, :1, 0, :1] * np.ones((1, 150, 16)))
     # parameters from the fixed seed, in the paper's ranges
     c, f0 = tr.params["c"], tr.params["f0"]
     assert np.all((c >= 300) & (c <= 400)) and np.all((f0 >= 1) & (f0 <= 30))
