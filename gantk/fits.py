@@ -103,15 +103,21 @@ class FiniteWidthFit(AbstractFit):
         check_positive(self.lr, "lr")
         check_positive(self.time, "time")
 
-    def init(self, key: Array, dim: int) -> Any:
-        """Fresh parameters (:func:`gantk.nets.init_discriminator`) for inputs of ``dim``."""
-        return nets.init_discriminator(key, self.spec, dim, antisymmetric=self.antisymmetric)
+    def init(self, key: Array, dim: int, dtype: Any = None) -> Any:
+        """Fresh parameters (:func:`gantk.nets.init_discriminator`) for inputs of ``dim``.
+
+        ``dtype`` defaults to JAX's default float; a reset inside a flow uses the particles'
+        dtype, so a float32 run stays float32 when x64 is enabled.
+        """
+        return nets.init_discriminator(
+            key, self.spec, dim, antisymmetric=self.antisymmetric, dtype=dtype
+        )
 
     def __call__(
         self, fake: Float[Array, "n d"], real: Float[Array, "m d"], carry: Any, key: Array
     ) -> AbstractDiscriminator:
         """Train from ``carry`` (or a fresh init with ``reset``) on ``fake`` vs ``real``."""
-        params = self.init(key, fake.shape[-1]) if self.reset else carry
+        params = self.init(key, fake.shape[-1], fake.dtype) if self.reset else carry
         return nets.fit_finite_discriminator(
             self.loss, self.spec, params, fake, real,
             self.lr if self.single_step else self.time, self.lr,

@@ -233,7 +233,8 @@ def wave_simulate(
         dt: RK4 step in seconds.
         stride: keep every ``stride``-th time point (must divide ``n_steps``).
         source_decay: the source's decay rate in 1/s (the paper's 20).
-        u0, v0: initial field and velocity ``(size, size)`` (default zero).
+        u0: initial field and velocity ``(size, size)`` (default zero).
+        v0: see ``u0``.
         dtype: floating dtype of the integration.
 
     Returns:
@@ -285,7 +286,8 @@ def wave_energy(
     symmetric), and by RK4 up to its dissipation ``O((ω dt)⁶)`` per step and mode.
 
     Args:
-        u, v: field and its time derivative, ``(..., H, W)``.
+        u: field and its time derivative, ``(..., H, W)``.
+        v: see ``u``.
         c: wave speed (broadcast against the leading axes).
         dx: grid spacing.
 
@@ -583,7 +585,8 @@ def pendulum(
         size: frame side in pixels (bob radius and rod length scale with it).
         g_over_l: ``g / l`` in 1/s² (small-angle period ``2π/√(g/l)``, 2.0 s by default).
         damping: ``γ`` in 1/s.
-        theta_max, omega_max: ranges of the initial angle (rad) and angular velocity (rad/s).
+        theta_max: ranges of the initial angle (rad) and angular velocity (rad/s).
+        omega_max: see ``theta_max``.
         substeps: RK4 steps per frame interval.
 
     Returns:

@@ -172,7 +172,8 @@ def bounce_trajectory(rng: np.random.Generator, n_frames: int, *, deterministic:
             and force the normal one inward).
         max_speed: velocities are integers in ``[−max_speed, max_speed]``.
         limit: positions stay in ``[0, limit]`` per axis (36 for 28-pixel digits in 64).
-        start, velocity: optional initial condition (else drawn uniformly).
+        start: optional initial condition (else drawn uniformly).
+        velocity: see ``start``.
 
     Returns:
         ``(positions (n_frames, 2) float64, velocities (n_frames, 2) int)``: the velocity at

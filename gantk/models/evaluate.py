@@ -48,7 +48,8 @@ def psnr(pred: Any, target: Any) -> Any:
     """Per-frame PSNR ``10·log10(1/MSE)`` of frames in [0, 1].
 
     Args:
-        pred, target: ``(..., H, W, C)`` arrays; ``pred`` is clamped to [0, 1].
+        pred: ``(..., H, W, C)`` arrays; ``pred`` is clamped to [0, 1].
+        target: see ``pred``.
 
     Returns:
         ``(...)`` PSNR in dB (``inf`` for identical frames).
@@ -65,7 +66,8 @@ def ssim(pred: Any, target: Any) -> Any:
     """Per-frame SSIM (11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, no padding).
 
     Args:
-        pred, target: ``(..., H, W, C)`` arrays with ``H, W ≥ 11``; ``pred`` is clamped.
+        pred: ``(..., H, W, C)`` arrays with ``H, W ≥ 11``; ``pred`` is clamped.
+        target: see ``pred``.
 
     Returns:
         ``(...)`` mean SSIM over the valid positions and channels.

@@ -137,7 +137,8 @@ class ODEBlock(nn.Module):
         tied: share the field's weights across sub-steps (default) or use distinct fields.
         delta: default interval length Δ (1 = one frame).
         solver: diffrax solver class name (``method="diffrax"``), e.g. ``"Tsit5"``, ``"Dopri5"``.
-        rtol, atol: diffrax adaptive step-size tolerances.
+        rtol: diffrax adaptive step-size tolerances.
+        atol: see ``rtol``.
         max_steps: diffrax step budget per interval.
     """
 

@@ -149,10 +149,14 @@ class PDEModel(nn.Module):
     Attributes:
         obs_shape: shape of one frame.
         n_cond: number of frames ``k`` the encoders read.
-        s_dim, t_dim: sizes of ``S`` and ``T``.
+        s_dim: sizes of ``S`` and ``T``.
+        t_dim: see ``s_dim``.
         combiner: ``"concat"`` or ``"product"``.
         arch: ``"mlp"`` or ``"dcgan"`` (images of 32×32 or 64×64 only).
-        enc_hidden, enc_layers, dec_hidden, dec_layers: MLP sizes.
+        enc_hidden: MLP sizes.
+        enc_layers: see ``enc_hidden``.
+        dec_hidden: see ``enc_hidden``.
+        dec_layers: see ``enc_hidden``.
         nf: DCGAN base width.
         n_blocks: sub-steps (residual blocks) per frame.
         res_hidden: hidden width of each block's 3-layer MLP.
@@ -362,7 +366,10 @@ def pde_loss(
         key: draws the auto-encoding window of each sequence.
         offset: ``k`` (default: ``E_T`` codes a window's first frame, conditioning frames
             are reconstructed too) or ``0`` (it codes the next frame).
-        lambda_pred, lambda_ae, lambda_s, lambda_t: weights ``λ_pred, λ_AE, λ_S, λ_T``.
+        lambda_pred: weights ``λ_pred, λ_AE, λ_S, λ_T``.
+        lambda_ae: see ``lambda_pred``.
+        lambda_s: see ``lambda_pred``.
+        lambda_t: see ``lambda_pred``.
         train: BatchNorm layers (DCGAN nets) use batch statistics and update their running
             averages.
 

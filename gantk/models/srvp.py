@@ -103,10 +103,13 @@ class SRVPConfig:
     Attributes:
         size: frame size (32 or 64); channels: frame channels.
         nf: DCGAN width; nhx: frame encoding size.
-        ny, nz: sizes of the state ``y`` and of the noise ``z``.
-        nh_inf, nlayers_inf: width/depth of the inference MLP ``q(y₁)`` (also the LSTM width
+        ny: sizes of the state ``y`` and of the noise ``z``.
+        nz: see ``ny``.
+        nh_inf: width/depth of the inference MLP ``q(y₁)`` (also the LSTM width
             and the content size).
-        nh_res, nlayers_res: width/depth of the residual field ``f_θ`` and of the prior MLP.
+        nlayers_inf: see ``nh_inf``.
+        nh_res: width/depth of the residual field ``f_θ`` and of the prior MLP.
+        nlayers_res: see ``nh_res``.
         nt_inf: number of frames ``k`` for ``q(y₁)`` and the content ``w``.
         n_substeps: Euler sub-steps per frame interval (1 for SM-MNIST, 2 for KTH/BAIR).
         res_gain: orthogonal init gain of ``f_θ``.
@@ -288,7 +291,8 @@ class SRVP(nn.Module):
         """One sample: frames in [0, 1] at every (sub-)step, conditioning frames first.
 
         Args:
-            hx, w: from :meth:`condition` (``hx.shape[1]`` observed frames).
+            hx: from :meth:`condition` (``hx.shape[1]`` observed frames).
+            w: see ``hx``.
             n_frames: total frames at integer times (conditioning + predicted).
             key: randomness for ``y₁`` and the ``z_t``.
             n_substeps: sub-steps per interval (default the trained count); ``m``
