@@ -203,14 +203,15 @@ def test_ctrl_c_during_startup_and_run(tmp_path, capsys):
     code, err = _sigint_when(proc, lambda: False, wait=1.0)
     assert code == 130 and "interrupted" in one_line(err)
     # during start-up: the folder exists, step 0 is being computed
+    # (a small eta keeps this long run finite: the signal, not a divergence, must end it)
     proc = subprocess.Popen([*args, "--name", "b", "--steps", "100000", "--log-every",
-                             "50000"], stderr=subprocess.PIPE, text=True,
+                             "50000", "--eta", "1e-3"], stderr=subprocess.PIPE, text=True,
                             stdout=subprocess.DEVNULL)
     code, err = _sigint_when(proc, (tmp_path / "b" / "config.json").exists)
     assert code == 130 and "interrupted" in one_line(err), err
     # the folder is continued by --resume or replaced by a re-run
     if (tmp_path / "b" / "checkpoint.npz").exists():
-        code, _, err = run_main(capsys, "--resume", tmp_path / "b", "--steps", "2")
+        code, _, err = run_main(capsys, "--resume", tmp_path / "b", "--steps", "100002")
     else:
         code, _, err = run_main(capsys, *TINY, "--out", tmp_path, "--name", "b",
                                 "--overwrite")

@@ -151,7 +151,7 @@ def test_points_file_roundtrip_and_subset(tmp_path):
         ({"fake": np.zeros((3, 2))}, {}, "'real' is missing"),
         ({"fake": np.zeros((3, 2)), "real": np.zeros((3, 3))}, {}, "same dimension"),
         ({"fake": np.zeros(3), "real": np.zeros((3, 1))}, {}, r"shape \(n, d\)"),
-        ({"fake": np.full((3, 2), np.nan), "real": np.zeros((3, 2))}, {}, "non-finite"),
+        ({"fake": np.full((3, 2), np.nan), "real": np.zeros((3, 2))}, {}, "not finite"),
         ({"fake": np.zeros((3, 2)), "real": np.zeros((3, 2))}, {"n_fake": 4}, "at most 3"),
     ],
 )
@@ -160,5 +160,5 @@ def test_points_file_bad_input(tmp_path, arrays, kw, match):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=match):
         data.load(f"points:{path}", **kw)
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="does not exist"):
         data.load(f"points:{tmp_path / 'missing.npz'}")
