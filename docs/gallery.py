@@ -138,7 +138,7 @@ ENTRIES: list[Entry] = [
     Entry("dirac-stability", "Game dynamics", "Dirac-GAN: where gradient descent converges",
           "Spectral radius of the simultaneous-GD update map of the Dirac-GAN (Mescheder et "
           "al., ICML 2018) with an R1 gradient penalty, over the step size h and the penalty "
-          "weight γ (`gantk.analysis.dirac.stability_region`); below the contour ρ = 1 the "
+          "weight γ (`gantk.analysis.dirac.stability_region`); between the two contours ρ = 1 the "
           "iteration converges. Without the penalty (γ = 0) it never does.",
           ("-c", "import sys, numpy as np, matplotlib.pyplot as plt; "
            "from gantk.analysis import dirac; "
