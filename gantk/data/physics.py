@@ -133,7 +133,7 @@ def _file_sha256(path: pathlib.Path) -> str:
 
 
 def _params_key(params: dict) -> str:
-    blob = json.dumps(params, sort_keys=True).encode()
+    blob = json.dumps(params, sort_keys=True, allow_nan=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -361,7 +361,7 @@ def _generate_wave(path: pathlib.Path, params: dict, chunk: int, progress: bool)
     np.save(path / "c.npy", c)
     np.save(path / "f0.npy", f0)
     meta = dict(params, frames_sha256=_file_sha256(path / "frames.npy"), seconds=seconds)
-    (path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (path / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return seconds
 
 

@@ -218,6 +218,11 @@ def _run(argv: list[str] | None) -> int:
     # -------- validation done: from here on, files are written
     if not args.resume:
         if run_dir.exists():
+            known = {"config.json", "metrics.csv", "summary.json", "loss.png", "strips",
+                     "checkpoints", "eval"}
+            entries = {e.name for e in run_dir.iterdir()}
+            if "config.json" not in entries or entries - known:
+                raise UsageError(f"{run_dir} is not a gantk.models run folder; not replaced")
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         ck = Checkpoints(run_dir / "checkpoints", create=True)
