@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from gantk.models._folders import check_eval_dir, clear_eval_dir
 from gantk.models._run import Checkpoints, Parser, UsageError, save_png, write_json
 from gantk.models.registry import EvalResult, RunSpec, get_model
 
@@ -195,8 +196,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except (ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{cfg_path} is not a valid gantk.models config ({err})") from None
     out_dir = pathlib.Path(args.out) if args.out else run_dir / "eval"
-    if out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
-        raise UsageError(f"{out_dir} already exists (use --overwrite to replace it or --out)")
+    check_eval_dir(out_dir, overwrite=args.overwrite)
     if not (run_dir / "checkpoints").is_dir():
         raise UsageError(f"{run_dir} has no checkpoints/ folder")
 
@@ -222,6 +222,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except ValueError as err:
         raise UsageError(str(err).strip().splitlines()[0]) from None
     result.summary = {"run": str(run_dir), "checkpoint_step": step, **result.summary}
+    clear_eval_dir(out_dir)
     write_eval(out_dir, result, f"{run_dir.name} (step {step}): {exp.description}")
     print(f"gantk.models.evaluate: {run_dir.name} at step {step}: {exp.description}")
     for key, val in result.summary.get("means", {}).items():

@@ -26,12 +26,12 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import sys
 import textwrap
 import time as _time
 from typing import Any
 
+from gantk.models._folders import check_run_dir, clear_run_dir
 from gantk.models._run import Checkpoints, Parser, UsageError, save_png, write_json
 from gantk.models.registry import MODELS, RunSpec, get_model, resolve_hparams
 
@@ -132,13 +132,11 @@ def _resolve(args: Any) -> tuple[RunSpec, pathlib.Path, dict[str, Any]]:
     if "/" in name or name in ("", ".", ".."):
         raise UsageError(f"argument --name: expected a plain folder name; got {name!r}")
     run_dir = pathlib.Path(args.out) / name
-    if run_dir.exists():
+    if run_dir.exists() or run_dir.is_symlink():
         if not args.overwrite:
             raise UsageError(f"run folder {run_dir} already exists (use --overwrite to replace "
                              "it, --resume to continue it, or --name for another folder)")
-        if not (run_dir / "config.json").is_file():
-            raise UsageError(f"--overwrite: {run_dir} was not created by gantk.models.train "
-                             "(no config.json); refusing to delete it")
+        check_run_dir(run_dir)
     cfg = {"model": spec.model, "data": spec.data, "preset": spec.preset, "seed": spec.seed,
            "hparams": hp,
            "schedule": {k: getattr(args, k) if getattr(args, k) is not None else v
@@ -217,14 +215,8 @@ def _run(argv: list[str] | None) -> int:
             return 0
     # -------- validation done: from here on, files are written
     if not args.resume:
-        if run_dir.exists():
-            known = {"config.json", "metrics.csv", "summary.json", "loss.png", "strips",
-                     "checkpoints", "eval"}
-            entries = {e.name for e in run_dir.iterdir()}
-            if "config.json" not in entries or entries - known:
-                raise UsageError(f"{run_dir} is not a gantk.models run folder; not replaced")
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         ck = Checkpoints(run_dir / "checkpoints", create=True)
     (run_dir / "strips").mkdir(exist_ok=True)
     write_json(run_dir / "config.json", cfg)
