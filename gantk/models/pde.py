@@ -34,7 +34,11 @@ with defaults ``λ = (45, 10, 45, 1e-3)``; MSEs and the S term are means over ev
 
 Presets (:data:`PRESETS`; ``python -m gantk.models.train --model pde --preset NAME``):
 
-- ``small`` (default): CPU-sized MLP model for WaveEq 32×32 (and pendulum), tied field.
+- ``small`` (default): CPU-sized MLP model for WaveEq 32×32, tied field (Euler).
+- ``pendulum``: ``small`` with an RK4 field and 5 → 20 test frames, for generating at another
+  frame rate (``rollout(..., rate=2)``): RK4 sub-steps are a consistent discretization of
+  one flow, so doubling them gives in-between states on the same trajectory (Euler steps of
+  unit size are a discrete map that halving does not reproduce).
 - ``paper``: the authors' WaveEq command line (64×64, MLP encoders of width 1200, 4-layer
   decoder, ``|S| = |T| = 32``, product, 3 blocks, gain 0.71, ``λ_AE = 1``, 5 → 20, batch
   128, Adam 4e-4, betas (0.9, 0.99)); ``paper-waveeq100`` the WaveEq-100 one (encoders 2400,
@@ -105,6 +109,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "beta1": 0.5},
 }
 
+# the pendulum / frame-rate test bed: the small model with an RK4 field (a genuine ODE flow,
+# so twice the sub-steps refine the same trajectory) and 5 -> 20 test frames
+PRESETS["pendulum"] = {**PRESETS["small"], "method": "rk4", "n_test": 20}
 
 # --------------------------------------------------------------------------------------------
 # networks
