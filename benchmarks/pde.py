@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, jax {jax.__version__}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'config':<14} {'batch':>5} {'gantk s/step':>13} {'PyTorch s/step':>15} "
-          f"{'ratio':>6}  load")
+          f"{'ratio':>6}  load", flush=True)
     for config in args.configs:
         for batch in args.batches:
             sec = time_step(config, batch, args.reps)
