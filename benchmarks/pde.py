@@ -2,7 +2,12 @@
 
 One step = the loss (rollout, auto-encoding, S and T terms) + backward + Adam, jitted once
 (:func:`gantk.models.pde.pde_loss`), on random frames of the right shape; median over
-``--reps`` steps after a warm-up. Also times the generation of the 300 WaveEq sequences.
+``--reps`` steps after a warm-up. Parameters and optimizer state are donated to the step
+(``jax.jit(..., donate_argnums=...)``), as a training loop can: XLA then updates them in
+place instead of allocating fresh ~100 MB buffers for the encoders' first layers every step.
+``--breakdown`` also times the pieces, each jitted on its own (forward + backward): the two
+encoders, the ODE rollout of ``T``, the decoder, and the Adam update. Also times the
+generation of the 300 WaveEq sequences.
 
 Reference (issue #10): the authors' code (var_sep) with torch 2.14, 2 threads, on a 2-core
 CPU of the CI kind, per training step:
@@ -18,11 +23,16 @@ Usage::
 
     python benchmarks/pde.py                       # both configs at batch 16 and 128
     python benchmarks/pde.py --batches 16 --reps 3 --no-generation
+    python benchmarks/pde.py --configs waveeq-paper --batches 16 --breakdown
+
+The Moving MNIST config runs the DCGAN nets of :mod:`gantk.models.conv` (XLA:CPU convolution
+gradients dominate it).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -34,7 +44,7 @@ import jax.numpy as jnp
 import optax
 
 from gantk.data import physics
-from gantk.models.pde import PRESETS, PDEModel, pde_loss
+from gantk.models.pde import PRESETS, PDEModel, _apply, _codes, _decode_codes, pde_loss
 
 TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
          ("mnist-paper", 16): 1.56, ("mnist-paper", 128): 11.5}
@@ -49,17 +59,37 @@ def model_of(preset: str) -> tuple[PDEModel, dict]:
     return PDEModel(obs_shape=(64, 64, 1), **{k: hp[k] for k in keys}), hp
 
 
-def time_step(config: str, batch: int, reps: int) -> float:
+def _median_time(f, args: tuple, reps: int, feed=None) -> float:
+    """Median seconds of ``f(*args)`` over ``reps`` calls after one warm-up call; ``feed``
+    maps an output to the next call's arguments (donated buffers)."""
+    out = f(*args)
+    jax.block_until_ready(out)
+    times = []
+    for i in range(reps):
+        args = feed(out, i) if feed else args
+        t0 = time.perf_counter()
+        out = f(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _setup(config: str, batch: int):
     model, hp = model_of(CONFIGS[config])
     length = hp["n_cond"] + hp["n_pred"]
     x = jax.random.uniform(jax.random.key(0), (batch, length, 64, 64, 1))
     variables = dict(model.init(jax.random.key(1), x[:, : hp["n_cond"]]))
     params = {"params": variables.pop("params")}
     opt = optax.adam(hp["lr"], b1=hp["beta1"], b2=hp["beta2"])
-    opt_state = opt.init(params)
+    return model, hp, x, params, variables, opt
+
+
+def time_step(config: str, batch: int, reps: int) -> float:
+    """Median seconds per training step (loss + backward + Adam) of ``config``."""
+    model, hp, x, params, variables, opt = _setup(config, batch)
     kw = {k: hp[k] for k in ("offset", "lambda_pred", "lambda_ae", "lambda_s", "lambda_t")}
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
     def step(params, state, opt_state, x, key):
         def f(p):
             return pde_loss(model, {**p, **state}, x, key, **kw)
@@ -68,15 +98,69 @@ def time_step(config: str, batch: int, reps: int) -> float:
         upd, opt_state = opt.update(g, opt_state, params)
         return optax.apply_updates(params, upd), state, opt_state, loss
 
-    out = step(params, variables, opt_state, x, jax.random.key(2))
-    jax.block_until_ready(out)
-    times = []
-    for i in range(reps):
-        t0 = time.perf_counter()
-        out = step(out[0], out[1], out[2], x, jax.random.key(3 + i))
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return _median_time(step, (params, variables, opt.init(params), x, jax.random.key(2)),
+                        reps, lambda out, i: (*out[:3], x, jax.random.key(3 + i)))
+
+
+def time_pieces(config: str, batch: int, reps: int) -> dict[str, float]:
+    """Median seconds of each piece of a step, jitted separately (forward + backward).
+
+    Encoders: ``E_S`` and ``E_T`` on the conditioning and a second window each; ODE: the
+    rollout of ``T`` over the predicted frames; decoder: every rollout frame plus the
+    auto-encoding one; Adam: the update of every parameter (donated).
+    """
+    model, hp, x, params, variables, opt = _setup(config, batch)
+    k = hp["n_cond"]
+    n_frames = x.shape[1] - k + hp["offset"]
+    v = {**params, **variables}
+    s0 = model.apply(v, x[:, :k], method=PDEModel.encode_s)
+    t0 = model.apply(v, x[:, :k], method=PDEModel.encode_t)
+
+    def grad_of(names, loss):
+        """jit(grad) w.r.t. the sub-trees ``names`` of the parameters only."""
+        def f(sub, *a):
+            p = {"params": {**v["params"], **sub}}
+            return loss({**v, **p}, *a)
+        g = jax.jit(jax.grad(f))
+        return lambda *a: g({n: v["params"][n] for n in names}, *a)
+
+    def enc_loss(p, x):
+        two = jnp.concatenate([x[:, :k], x[:, -k:]])
+        if model.arch == "mlp":
+            outs = [model.apply(p, two, method=m) for m in (PDEModel.encode_s,
+                                                             PDEModel.encode_t)]
+        else:
+            outs = [_apply(model, p, w, method=m, train=True)[0] for w in (x[:, :k], x[:, -k:])
+                    for m in (PDEModel.encode_s, PDEModel.encode_t)]
+        return sum(jnp.sum(o**2) for o in outs)
+
+    def ode_loss(p, t):
+        return jnp.sum(_codes(model, p, t, n_frames, 1) ** 2)
+
+    def dec_loss(p, s, t):
+        codes = jnp.broadcast_to(t, (n_frames,) + t.shape)
+        if model.arch == "mlp":
+            (fr, rec), _ = _decode_codes(model, p, s, codes, extra=t, train=True)
+            return jnp.sum(fr**2) + jnp.sum(rec**2)
+        fr, _ = _decode_codes(model, p, s, codes, train=True)
+        rec, _ = _apply(model, p, s, t, method=PDEModel.decode, train=True)
+        return jnp.sum(fr**2) + jnp.sum(rec**2)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def adam(params, opt_state, grads):
+        upd, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, upd), opt_state
+
+    grads = jax.tree.map(jnp.ones_like, params)
+    return {
+        "encoders E_S, E_T (fwd+bwd)": _median_time(grad_of(["enc_s", "enc_t"], enc_loss),
+                                                    (x,), reps),
+        "ODE rollout of T (fwd+bwd)": _median_time(grad_of(["ode"], ode_loss), (t0,), reps),
+        "decoder, all frames (fwd+bwd)": _median_time(grad_of(["dec"], dec_loss), (s0, t0),
+                                                      reps),
+        "Adam update": _median_time(adam, (params, opt.init(params), grads), reps,
+                                    lambda out, i: (*out, grads)),
+    }
 
 
 def time_generation(size: int) -> float:
@@ -92,12 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", nargs="+", type=int, default=[16, 128])
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--no-generation", action="store_true")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time each piece of a step jitted on its own")
     args = p.parse_args(argv)
+    if min(args.batches) < 1 or args.reps < 1:
+        p.error("--batches and --reps must be positive integers")
     print(f"gantk PDE model, {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}, jax {jax.__version__}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'config':<14} {'batch':>5} {'gantk s/step':>13} {'PyTorch s/step':>15} "
-          f"{'ratio':>6}  load")
+          f"{'ratio':>6}  load", flush=True)
     for config in args.configs:
         for batch in args.batches:
             sec = time_step(config, batch, args.reps)
@@ -105,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{ref / sec:6.2f}" if ref else "   n/a"
             print(f"{config:<14} {batch:>5} {sec:13.3f} {ref if ref else float('nan'):15.2f} "
                   f"{ratio}  {os.getloadavg()[0]:.1f}", flush=True)
+            if args.breakdown:
+                for name, t in time_pieces(config, batch, args.reps).items():
+                    print(f"    {name:<34} {t:8.3f} s", flush=True)
     if not args.no_generation:
         for size in (64, 32):
             sec = time_generation(size)

@@ -222,6 +222,10 @@ def test_presets_documented_values():
     mnist = PRESETS["paper-mnist"]
     assert (mnist["s_dim"], mnist["t_dim"], mnist["combiner"], mnist["n_blocks"]) == (
         128, 20, "concat", 1)
+    pend, small = PRESETS["pendulum"], PRESETS["small"]
+    assert (pend["method"], pend["tied"], pend["n_test"]) == ("rk4", True, 20)
+    differ = {k for k in small if pend[k] != small[k]}
+    assert differ == {"method", "n_test"} and set(pend) == set(small)
     for p in PRESETS.values():
         assert (p["lr"], p["beta2"], p["lambda_pred"], p["lambda_s"], p["lambda_t"]) == (
             4e-4, 0.99, 45.0, 45.0, 1e-3)

@@ -34,7 +34,11 @@ with defaults ``λ = (45, 10, 45, 1e-3)``; MSEs and the S term are means over ev
 
 Presets (:data:`PRESETS`; ``python -m gantk.models.train --model pde --preset NAME``):
 
-- ``small`` (default): CPU-sized MLP model for WaveEq 32×32 (and pendulum), tied field.
+- ``small`` (default): CPU-sized MLP model for WaveEq 32×32, tied field (Euler).
+- ``pendulum``: ``small`` with an RK4 field and 5 → 20 test frames, for generating at another
+  frame rate (``rollout(..., rate=2)``): RK4 sub-steps are a consistent discretization of
+  one flow, so doubling them gives in-between states on the same trajectory (Euler steps of
+  unit size are a discrete map that halving does not reproduce).
 - ``paper``: the authors' WaveEq command line (64×64, MLP encoders of width 1200, 4-layer
   decoder, ``|S| = |T| = 32``, product, 3 blocks, gain 0.71, ``λ_AE = 1``, 5 → 20, batch
   128, Adam 4e-4, betas (0.9, 0.99)); ``paper-waveeq100`` the WaveEq-100 one (encoders 2400,
@@ -105,6 +109,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "beta1": 0.5},
 }
 
+# the pendulum / frame-rate test bed: the small model with an RK4 field (a genuine ODE flow,
+# so twice the sub-steps refine the same trajectory) and 5 -> 20 test frames
+PRESETS["pendulum"] = {**PRESETS["small"], "method": "rk4", "n_test": 20}
 
 # --------------------------------------------------------------------------------------------
 # networks
@@ -311,6 +318,14 @@ def rollout(
     if rate > 1 and not model.tied:
         raise ValueError(f"generating at rate={rate} needs a tied field (tied=True): untied "
                          "residual blocks have no intermediate times.")
+    codes = _codes(model, params, t0, n_frames, rate)
+    frames, variables = _decode_codes(model, params, s, codes, train=train)
+    return (frames, codes, variables) if train else (frames, codes)
+
+
+def _codes(model: PDEModel, params: Any, t0: Array, n_frames: int, rate: int) -> Array:
+    """``T`` at the ``rate·(n_frames − 1) + 1`` decoded times ``(F, B, t_dim)``, ``T₀`` first
+    (the ODE advanced frame by frame in a ``lax.scan``; arguments as :func:`rollout`)."""
     nb = model.n_blocks
 
     def step(t, _):
@@ -321,12 +336,24 @@ def rollout(
         return out.y, states
 
     _, codes = jax.lax.scan(step, t0, None, length=n_frames - 1)
-    codes = jnp.concatenate([t0[None], codes.reshape((-1,) + t0.shape)])
+    return jnp.concatenate([t0[None], codes.reshape((-1,) + t0.shape)])
+
+
+def _decode_codes(model: PDEModel, params: Any, s: Array, codes: Array, *,
+                  extra: Array | None = None, train: bool) -> tuple[Array, Any]:
+    """Decode ``D(S, T)`` for codes ``(F, B, t)`` in ONE decoder call → ``(B, F, *obs)``.
+
+    ``extra``: further codes ``(B, t)`` decoded with the same ``S`` in the same call (the
+    auto-encoding term), returned as ``((B, F, *obs), (B, *obs))``.
+    """
     f, b = codes.shape[:2]
-    frames, variables = _apply(model, params, jnp.broadcast_to(s, (f,) + s.shape).reshape(
-        f * b, -1), codes.reshape(f * b, -1), method=PDEModel.decode, train=train)
-    frames = jnp.moveaxis(frames.reshape((f, b) + frames.shape[1:]), 0, 1)
-    return (frames, codes, variables) if train else (frames, codes)
+    flat = codes.reshape(f * b, -1)
+    if extra is not None:
+        flat = jnp.concatenate([flat, extra])
+    ss = jnp.broadcast_to(s, (flat.shape[0] // b, *s.shape)).reshape(flat.shape[0], -1)
+    out, variables = _apply(model, params, ss, flat, method=PDEModel.decode, train=train)
+    frames = jnp.moveaxis(out[: f * b].reshape((f, b) + out.shape[1:]), 0, 1)
+    return (frames if extra is None else (frames, out[f * b :])), variables
 
 
 def _apply(model: PDEModel, variables: Any, *args: Any, method: Callable,
@@ -390,19 +417,30 @@ def pde_loss(
                          f"{tuple(x.shape)}.")
     v = params
     cond = x[:, :k]
-    s_old, v = _apply(model, v, cond, method=PDEModel.encode_s, train=train)
-    s_new, v = _apply(model, v, x[:, -k:], method=PDEModel.encode_s, train=train)
-    t0, v = _apply(model, v, cond, method=PDEModel.encode_t, train=train)
-    forecast, _, v = rollout(model, v, s_old, t0, length - k + offset, train=True) if train \
-        else (*rollout(model, v, s_old, t0, length - k + offset), v)
-    pred = _mse(forecast, x[:, k - offset:])
+    n_frames = length - k + offset
     # auto-encoding: window ending at a random t (k ≤ t ≤ L with offset k; < L with offset 0)
     t_end = jax.random.randint(key, (b,), k, length + (1 if offset else 0))
     window = jax.vmap(lambda xi, t: jax.lax.dynamic_slice_in_dim(xi, t - k, k))(x, t_end)
     target = jnp.take_along_axis(x, (t_end - offset).reshape((b, 1) + (1,) * (x.ndim - 2)),
                                  axis=1)[:, 0]
-    t_rand, v = _apply(model, v, window, method=PDEModel.encode_t, train=train)
-    recon, v = _apply(model, v, s_old, t_rand, method=PDEModel.decode, train=train)
+    if model.arch == "mlp":
+        # row-wise nets: each encoder reads both of its windows in ONE call and the decoder
+        # decodes the rollout and the auto-encoding frame in one call: one pass over each
+        # (large) weight matrix forward and one gradient each, same numbers as separate calls
+        s_both = model.apply(v, jnp.concatenate([cond, x[:, -k:]]), method=PDEModel.encode_s)
+        t_both = model.apply(v, jnp.concatenate([cond, window]), method=PDEModel.encode_t)
+        s_old, s_new, t0, t_rand = s_both[:b], s_both[b:], t_both[:b], t_both[b:]
+        codes = _codes(model, v, t0, n_frames, 1)
+        (forecast, recon), v = _decode_codes(model, v, s_old, codes, extra=t_rand, train=train)
+    else:  # BatchNorm nets: batch statistics per call, as the authors' code
+        s_old, v = _apply(model, v, cond, method=PDEModel.encode_s, train=train)
+        s_new, v = _apply(model, v, x[:, -k:], method=PDEModel.encode_s, train=train)
+        t0, v = _apply(model, v, cond, method=PDEModel.encode_t, train=train)
+        codes = _codes(model, v, t0, n_frames, 1)
+        forecast, v = _decode_codes(model, v, s_old, codes, train=train)
+        t_rand, v = _apply(model, v, window, method=PDEModel.encode_t, train=train)
+        recon, v = _apply(model, v, s_old, t_rand, method=PDEModel.decode, train=train)
+    pred = _mse(forecast, x[:, k - offset:])
     ae = _mse(recon, target)
     s_term = _mse(s_old, s_new)
     t_term = 0.5 * jnp.mean(jnp.sum(t0**2, axis=-1))
