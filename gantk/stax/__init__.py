@@ -27,6 +27,9 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
 
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
+from gantk.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
+from gantk.stax.combinators import parallel, repeat, serial
+from gantk.stax.core import layer, nngp, ntk
 from gantk.stax.elementwise import (
     Cos,
     Elementwise,
@@ -42,26 +45,15 @@ from gantk.stax.elementwise import (
     Sigmoid_like,
     Sign,
 )
-from gantk.stax.kernel import Kernel, input_kernel, nngp, ntk
-from gantk.stax.layers import (
-    Dense,
-    FanInConcat,
-    FanInProd,
-    FanInSum,
-    FanOut,
-    Flatten,
-    Identity,
-    LayerNorm,
-    parallel,
-    repeat,
-    serial,
-)
+from gantk.stax.kernel import Kernel, input_kernel
+from gantk.stax.layers import Dense, Dropout, Flatten, Identity, Index, LayerNorm, Slice
 
 __all__ = [
     "ABRelu",
     "Abs",
     "Cos",
     "Dense",
+    "Dropout",
     "Elementwise",
     "ElementwiseNumerical",
     "Erf",
@@ -82,14 +74,17 @@ __all__ = [
     "Flatten",
     "Gelu",
     "Identity",
+    "Index",
     "Kernel",
     "LayerNorm",
     "LeakyRelu",
     "Rbf",
     "Relu",
     "Sin",
+    "Slice",
     "blocked",
     "input_kernel",
+    "layer",
     "nngp",
     "ntk",
     "parallel",
