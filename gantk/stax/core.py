@@ -172,6 +172,8 @@ def _tuple_inputs(
     fn: KernelMap, x1: Sequence, x2: Sequence | None, get: Any, diagonal_batch: bool
 ) -> Any:
     """``kernel_fn`` on a tuple of inputs (networks that start with ``parallel``)."""
+    if isinstance(x2, (tuple, list)) and all(x is None for x in x2):
+        x2 = None  # NT accepts (None, ..., None) for "x2 = x1"
     if x2 is not None and (not isinstance(x2, (tuple, list)) or len(x2) != len(x1)):
         raise ValueError(
             f"`x2` must be None or a tuple of {len(x1)} arrays like `x1`; got {type(x2).__name__}."

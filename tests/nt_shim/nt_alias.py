@@ -13,6 +13,8 @@ import importlib
 import sys
 import types
 
+import jax
+
 #: NT module -> gantk module with the same contents (NT 0.6.5 layout).
 RENAMES = {
     "neural_tangents": "gantk",
@@ -33,7 +35,13 @@ PACKAGES = ("neural_tangents._src", "neural_tangents._src.stax", "neural_tangent
 
 
 def install() -> None:
-    """Register the renames in ``sys.modules`` (idempotent)."""
+    """Register the renames in ``sys.modules`` (idempotent).
+
+    NT 0.6.5's test helpers also call ``jax.tree_map``, which current JAX removed; it is
+    restored as ``jax.tree.map`` (the same function) so that NT's test code itself runs.
+    """
+    if "tree_map" not in vars(jax):
+        jax.tree_map = jax.tree.map
     for name in PACKAGES:
         sys.modules.setdefault(name, types.ModuleType(name, "no gantk counterpart"))
     for nt_name, gantk_name in RENAMES.items():
