@@ -246,7 +246,8 @@ def _vmap_axes(vmap_axes: Any) -> tuple[Any, Any, dict]:
 def _jacobians(f: Callable, params: Any, x: Any, kwargs: dict, vmap_axes: Any) -> list[Any]:
     """``∂f(x)/∂θ`` per output leaf: leaves of shape ``(*out_leaf, *param_leaf)``."""
     in_axes, out_axes, kw_axes = _vmap_axes(vmap_axes)
-    n_out = len(jax.tree.leaves(jax.eval_shape(lambda p: f(p, x, **kwargs), params)))
+    out_shape = jax.eval_shape(lambda p: f(p, x, **kwargs), params)
+    n_out = len(jax.tree.leaves(out_shape))
 
     def jac(leaf: int, xx: Any, kw: dict) -> Any:
         return jax.jacrev(lambda p: jax.tree.leaves(f(p, xx, **kw))[leaf])(params)
@@ -255,18 +256,27 @@ def _jacobians(f: Callable, params: Any, x: Any, kwargs: dict, vmap_axes: Any) -
         return [jac(leaf, x, kwargs) for leaf in range(n_out)]
     fixed = {k: v for k, v in kwargs.items() if k not in kw_axes}
     batched = {k: v for k, v in kwargs.items() if k in kw_axes}
+    # NT's axes may be pytree prefixes of the inputs / outputs (e.g. (0, 0) for a tuple).
+    leaf_out_axes = jax.tree.leaves(
+        jax.tree.map(lambda ax, sub: [ax] * len(jax.tree.leaves(sub)), out_axes, out_shape)
+    )
+
+    def expand(axes: Any, tree: Any) -> Any:
+        return jax.tree.map(
+            lambda ax, sub: jax.tree.map(lambda a: jnp.expand_dims(a, ax), sub), axes, tree
+        )
 
     def one(leaf: int, xi: Any, kwi: dict) -> Any:
-        xx = jax.tree.map(lambda a: jnp.expand_dims(a, in_axes), xi)
+        xx = expand(in_axes, xi)
         kwi = {k: jnp.expand_dims(v, kw_axes[k]) for k, v in kwi.items()}
         j = jac(leaf, xx, {**fixed, **kwi})
-        return jax.tree.map(lambda a: jnp.squeeze(a, axis=out_axes), j)
+        return jax.tree.map(lambda a: jnp.squeeze(a, axis=leaf_out_axes[leaf]), j)
 
     kw_in = {k: kw_axes[k] for k in batched}
     return [
-        jax.vmap(functools.partial(one, leaf), in_axes=(in_axes, kw_in), out_axes=out_axes)(
-            x, batched
-        )
+        jax.vmap(
+            functools.partial(one, leaf), in_axes=(in_axes, kw_in), out_axes=leaf_out_axes[leaf]
+        )(x, batched)
         for leaf in range(n_out)
     ]
 

@@ -138,3 +138,20 @@ def test_batch_matches_unbatched_kernel():
         gantk.batch(kfn, -1)
     with pytest.raises(ValueError, match="device_count"):
         gantk.batch(kfn, 2, device_count=10_000)
+
+
+def test_vmap_axes_as_pytrees_for_tuple_inputs_and_outputs():
+    # NT's vmap_axes=((0, 0), [0, 0], {}) for a parallel network on a tuple of inputs: the
+    # per-example Jacobians give the same kernels as the whole-batch ones.
+    net = stax.serial(
+        stax.parallel(stax.Dense(16, 1.0, 0.2), stax.Dense(16, 1.5)),
+        stax.parallel(stax.Relu(), stax.Erf()),
+        stax.parallel(stax.Dense(3), stax.Dense(3)),
+    )
+    x = (X1, X1[:, :2])
+    _, params = net[0](jax.random.PRNGKey(0), [a.shape for a in x])
+    whole = gantk.empirical_ntk_fn(net[1])(x, None, params)
+    per_example = gantk.empirical_ntk_fn(net[1], vmap_axes=((0, 0), [0, 0], {}))(x, None, params)
+    assert len(whole) == 2
+    for a, b in zip(whole, per_example, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
