@@ -3,13 +3,16 @@
 Each layer is an NT-style triple ``(init_fn, apply_fn, kernel_fn)``:
 
 - ``init_fn(key, input_shape) -> (output_shape, params)`` and ``apply_fn(params, x)`` give
-  the finite-width network on inputs ``x`` of shape ``(n, d)``;
+  the finite-width network on inputs ``x`` of shape ``(n, d)`` or ``(n, *spatial, C)``
+  (channels last; a tuple of inputs for networks that start with ``parallel``);
 - ``kernel_fn(x1, x2=None, get=None)`` gives its infinite-width kernels (Neal 1996;
   Lee et al. 2018; Jacot et al. 2018): ``get='nngp'`` or ``'ntk'`` returns an ``(n1, n2)``
   array, a tuple such as ``('nngp', 'ntk')`` an NT-style namedtuple (fields in the order
   asked), ``None`` the full :class:`Kernel` pytree (``nngp``, ``ntk``, ``cov1``, ``cov2``).
 
-Numerical conventions are NT's (see ``docs/concepts/kernels.md``): inputs enter as
+Spatial outputs come in NT's layouts (``diagonal_spatial=False``:
+``(n1, n2, s1, s1', s2, s2', ...)``; True: ``(n1, n2, *spatial)``). Numerical conventions
+are NT's (see ``docs/concepts/kernels.md``): inputs enter as
 ``nngp = x1 x2^T / d``, ``cov = |x|^2 / d``, ``ntk = 0``. The ReLU-family kernels have
 NaN-free closed-form gradients, including at ``x1 == x2`` and at ``x = 0``.
 

@@ -100,7 +100,7 @@ KERNEL_KWARGS = ("diagonal_batch", "diagonal_spatial", "mask_constant")
 )
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    """Infinite-width covariances of a layer's outputs, NT's ``Kernel`` for rank-2 inputs.
+    """Infinite-width covariances of a layer's outputs, NT's ``Kernel`` (gantk's layout).
 
     A pytree: the arrays are leaves, the remaining fields are static metadata.
 
