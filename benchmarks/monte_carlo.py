@@ -101,7 +101,8 @@ def main() -> None:
         f"(ratio {t_mc / t_emp:.2f}; first call incl. compile {t_first:.1f} s)"
     )
     label = "measured" if measured == args.samples else f"EXTRAPOLATED from {measured} samples"
-    print(f"monte_carlo_kernel_fn, all {args.samples} samples: {t_mc * args.samples:9.1f} s ({label})")
+    total = t_mc * args.samples
+    print(f"monte_carlo_kernel_fn, all {args.samples} samples: {total:9.1f} s ({label})")
     print(f"relative Frobenius error vs infinite width ({measured} samples): {err:.4f}")
     print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("command: python " + " ".join(sys.argv))
