@@ -21,8 +21,10 @@ NTK implementations (:class:`NtkImplementation`, NT's enum values):
   (``vmap`` of ``jacrev``), ``O(N · P)`` work instead of ``O(N² · P)``.
 - ``NTK_VECTOR_PRODUCTS`` (2): ``Θ e_j = J1 (J2ᵀ e_j)``, one VJP + one JVP per column
   of the kernel, looped with :func:`jax.lax.map`; memory ``O(P + N1 N2 K²)``.
-- ``AUTO`` (0) picks ``JACOBIAN_CONTRACTION``. ``STRUCTURED_DERIVATIVES`` (3, NT's
-  jaxpr-rewriting implementation) is not implemented and raises ``NotImplementedError``.
+- ``AUTO`` (0) picks ``JACOBIAN_CONTRACTION``. ``STRUCTURED_DERIVATIVES`` (3) is
+  accepted and computed by Jacobian contraction: the kernel is the same, but NT's
+  jaxpr-rewriting speed-up (exploiting the structure of each primitive's derivative) is
+  not implemented.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class NtkImplementation(enum.IntEnum):
 
 #: NT's default implementation.
 DEFAULT_NTK_IMPLEMENTATION = NtkImplementation.JACOBIAN_CONTRACTION
+#: NT's name for the implementation its own tests use (imported by NT's test files, which
+#: ``tests/nt_shim`` runs against gantk).
+_DEFAULT_TESTING_NTK_IMPLEMENTATION = NtkImplementation.STRUCTURED_DERIVATIVES
 
 _LETTERS = string.ascii_letters
 
@@ -71,12 +76,9 @@ def _canonical_implementation(implementation: Any) -> NtkImplementation:
             "`implementation` must be an NtkImplementation or one of 0, 1, 2, 3; got "
             f"{implementation!r}."
         ) from None
-    if impl == NtkImplementation.STRUCTURED_DERIVATIVES:
-        raise NotImplementedError(
-            "`implementation=STRUCTURED_DERIVATIVES` (3) is not implemented in gantk; use "
-            "JACOBIAN_CONTRACTION (1) or NTK_VECTOR_PRODUCTS (2), which give the same kernel."
-        )
-    return NtkImplementation.JACOBIAN_CONTRACTION if impl == NtkImplementation.AUTO else impl
+    if impl in (NtkImplementation.AUTO, NtkImplementation.STRUCTURED_DERIVATIVES):
+        return NtkImplementation.JACOBIAN_CONTRACTION  # same kernel (see module docstring)
+    return impl
 
 
 def _axes(axes: Any, name: str) -> tuple[int, ...]:
@@ -244,7 +246,8 @@ def _vmap_axes(vmap_axes: Any) -> tuple[Any, Any, dict]:
 def _jacobians(f: Callable, params: Any, x: Any, kwargs: dict, vmap_axes: Any) -> list[Any]:
     """``∂f(x)/∂θ`` per output leaf: leaves of shape ``(*out_leaf, *param_leaf)``."""
     in_axes, out_axes, kw_axes = _vmap_axes(vmap_axes)
-    n_out = len(jax.tree.leaves(jax.eval_shape(lambda p: f(p, x, **kwargs), params)))
+    out_shape = jax.eval_shape(lambda p: f(p, x, **kwargs), params)
+    n_out = len(jax.tree.leaves(out_shape))
 
     def jac(leaf: int, xx: Any, kw: dict) -> Any:
         return jax.jacrev(lambda p: jax.tree.leaves(f(p, xx, **kw))[leaf])(params)
@@ -253,18 +256,27 @@ def _jacobians(f: Callable, params: Any, x: Any, kwargs: dict, vmap_axes: Any) -
         return [jac(leaf, x, kwargs) for leaf in range(n_out)]
     fixed = {k: v for k, v in kwargs.items() if k not in kw_axes}
     batched = {k: v for k, v in kwargs.items() if k in kw_axes}
+    # NT's axes may be pytree prefixes of the inputs / outputs (e.g. (0, 0) for a tuple).
+    leaf_out_axes = jax.tree.leaves(
+        jax.tree.map(lambda ax, sub: [ax] * len(jax.tree.leaves(sub)), out_axes, out_shape)
+    )
+
+    def expand(axes: Any, tree: Any) -> Any:
+        return jax.tree.map(
+            lambda ax, sub: jax.tree.map(lambda a: jnp.expand_dims(a, ax), sub), axes, tree
+        )
 
     def one(leaf: int, xi: Any, kwi: dict) -> Any:
-        xx = jax.tree.map(lambda a: jnp.expand_dims(a, in_axes), xi)
+        xx = expand(in_axes, xi)
         kwi = {k: jnp.expand_dims(v, kw_axes[k]) for k, v in kwi.items()}
         j = jac(leaf, xx, {**fixed, **kwi})
-        return jax.tree.map(lambda a: jnp.squeeze(a, axis=out_axes), j)
+        return jax.tree.map(lambda a: jnp.squeeze(a, axis=leaf_out_axes[leaf]), j)
 
     kw_in = {k: kw_axes[k] for k in batched}
     return [
-        jax.vmap(functools.partial(one, leaf), in_axes=(in_axes, kw_in), out_axes=out_axes)(
-            x, batched
-        )
+        jax.vmap(
+            functools.partial(one, leaf), in_axes=(in_axes, kw_in), out_axes=leaf_out_axes[leaf]
+        )(x, batched)
         for leaf in range(n_out)
     ]
 
@@ -294,7 +306,7 @@ def empirical_ntk_fn(
 
     Raises:
         ValueError: on a non-callable ``f``, malformed axes or an unknown
-            ``implementation``; NotImplementedError for ``STRUCTURED_DERIVATIVES``.
+            ``implementation``.
     """
     _check_f(f)
     trace_axes = _axes(trace_axes, "trace_axes")

@@ -64,6 +64,7 @@ def _accepts_rng(apply_fn: Callable) -> bool:
     return any(p.kind is p.VAR_KEYWORD or p.name == "rng" for p in params)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _sample_keys(key: jax.Array, n: int) -> jax.Array:
     """NT's key chain: ``key, key_s = split(key)`` for ``s = 1..n``; returns the ``key_s``."""
 
@@ -133,32 +134,37 @@ def monte_carlo_kernel_fn(
         tiled = batch(empirical, batch_size, device_count, True)
         return tiled(x1, x2, get, params, **kw)
 
-    @functools.partial(jax.jit, static_argnames=("get",))
-    def accumulate(
-        total: Any, keys: jax.Array, weights: jax.Array, x1: Any, x2: Any, get: Any, kwargs: dict
-    ) -> Any:
-        def body(acc: Any, kw: tuple) -> tuple[Any, None]:
-            k, w = kw
-            sample = one_sample(x1, x2, k, get, kwargs)
-            return jax.tree.map(lambda a, s: a + w * s, acc, sample), None
+    def scan(total: Any, keys: jax.Array, x1: Any, x2: Any, get: Any, kwargs: dict) -> Any:
+        def body(acc: Any, k: jax.Array) -> tuple[Any, None]:
+            return jax.tree.map(jnp.add, acc, one_sample(x1, x2, k, get, kwargs)), None
 
-        return jax.lax.scan(body, total, (keys, weights))[0]
+        return jax.lax.scan(body, total, keys)[0]
+
+    @functools.partial(jax.jit, static_argnames=("get",))
+    def start(keys: jax.Array, x1: Any, x2: Any, get: Any, kwargs: dict) -> Any:
+        # The accumulator's zeros are shaped at trace time (no per-call tracing).
+        shape = jax.eval_shape(lambda: one_sample(x1, x2, keys[0], get, kwargs))
+        zeros = jax.tree.map(lambda sd: jnp.zeros(sd.shape, sd.dtype), shape)
+        return scan(zeros, keys, x1, x2, get, kwargs)
+
+    accumulate = jax.jit(scan, static_argnames=("get",))
 
     def estimates(x1: Any, x2: Any, get: Any, kwargs: dict) -> Generator[Any, None, None]:
         fields, as_tuple = _canonical_get(get)
         get_t = fields if as_tuple else fields[0]
         keys = _sample_keys(key, counts[-1])
-        shape = jax.eval_shape(lambda: one_sample(x1, x2, keys[0], get_t, kwargs))
-        total = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
         # One compiled chunk size that divides every segment between requested counts:
         # no padded (wasted) samples.
         gcd = functools.reduce(math.gcd, np.diff([0, *counts]).tolist())
         chunk = max(c for c in range(1, _CHUNK + 1) if gcd % c == 0)
-        ones = jnp.ones((chunk,), jax.tree.leaves(shape)[0].dtype)
-        done = 0
+        total, done = None, 0
         for n in counts:
             while done < n:
-                total = accumulate(total, keys[done : done + chunk], ones, x1, x2, get_t, kwargs)
+                block = keys[done : done + chunk]
+                if total is None:
+                    total = start(block, x1, x2, get_t, kwargs)
+                else:
+                    total = accumulate(total, block, x1, x2, get_t, kwargs)
                 done += chunk
             mean = jax.tree.map(lambda a, n=n: a / n, total)
             yield mean if store_on_device else jax.device_get(mean)

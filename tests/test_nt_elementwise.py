@@ -192,7 +192,10 @@ def test_layer_names_and_argument_checks():
 def test_network_monte_carlo_in_both_parameterizations(make, parameterization):
     # NT's fc protocol for the NTK (read-out width 1, 200 samples, rtol 0.08 on CPU).
     p = parameterization
-    net = stax.serial(stax.Dense(1024, 2.0, 0.5, p), make(), stax.Dense(1, 1.0, None, p))
+    net = stax.serial(
+        stax.Dense(1024, 2.0, 0.5, parameterization=p), make(),
+        stax.Dense(1, 1.0, None, parameterization=p),
+    )
     x1 = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
     mc = gantk.monte_carlo_kernel_fn(net[0], net[1], jax.random.PRNGKey(2), 200, vmap_axes=0)
     exact = net[2](x1, None, "ntk")

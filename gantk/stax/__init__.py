@@ -3,13 +3,16 @@
 Each layer is an NT-style triple ``(init_fn, apply_fn, kernel_fn)``:
 
 - ``init_fn(key, input_shape) -> (output_shape, params)`` and ``apply_fn(params, x)`` give
-  the finite-width network on inputs ``x`` of shape ``(n, d)``;
+  the finite-width network on inputs ``x`` of shape ``(n, d)`` or ``(n, *spatial, C)``
+  (channels last; a tuple of inputs for networks that start with ``parallel``);
 - ``kernel_fn(x1, x2=None, get=None)`` gives its infinite-width kernels (Neal 1996;
   Lee et al. 2018; Jacot et al. 2018): ``get='nngp'`` or ``'ntk'`` returns an ``(n1, n2)``
   array, a tuple such as ``('nngp', 'ntk')`` an NT-style namedtuple (fields in the order
   asked), ``None`` the full :class:`Kernel` pytree (``nngp``, ``ntk``, ``cov1``, ``cov2``).
 
-Numerical conventions are NT's (see ``docs/concepts/kernels.md``): inputs enter as
+Spatial outputs come in NT's layouts (``diagonal_spatial=False``:
+``(n1, n2, s1, s1', s2, s2', ...)``; True: ``(n1, n2, *spatial)``). Numerical conventions
+are NT's (see ``docs/concepts/kernels.md``): inputs enter as
 ``nngp = x1 x2^T / d``, ``cov = |x|^2 / d``, ``ntk = 0``. The ReLU-family kernels have
 NaN-free closed-form gradients, including at ``x1 == x2`` and at ``x = 0``.
 
@@ -27,6 +30,9 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
 
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
+from gantk.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
+from gantk.stax.combinators import parallel, repeat, serial
+from gantk.stax.core import layer, nngp, ntk
 from gantk.stax.elementwise import (
     Cos,
     Elementwise,
@@ -42,26 +48,15 @@ from gantk.stax.elementwise import (
     Sigmoid_like,
     Sign,
 )
-from gantk.stax.kernel import Kernel, input_kernel, nngp, ntk
-from gantk.stax.layers import (
-    Dense,
-    FanInConcat,
-    FanInProd,
-    FanInSum,
-    FanOut,
-    Flatten,
-    Identity,
-    LayerNorm,
-    parallel,
-    repeat,
-    serial,
-)
+from gantk.stax.kernel import Kernel, input_kernel
+from gantk.stax.layers import Dense, Dropout, Flatten, Identity, Index, LayerNorm, Slice
 
 __all__ = [
     "ABRelu",
     "Abs",
     "Cos",
     "Dense",
+    "Dropout",
     "Elementwise",
     "ElementwiseNumerical",
     "Erf",
@@ -82,14 +77,17 @@ __all__ = [
     "Flatten",
     "Gelu",
     "Identity",
+    "Index",
     "Kernel",
     "LayerNorm",
     "LeakyRelu",
     "Rbf",
     "Relu",
     "Sin",
+    "Slice",
     "blocked",
     "input_kernel",
+    "layer",
     "nngp",
     "ntk",
     "parallel",

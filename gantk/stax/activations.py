@@ -54,7 +54,8 @@ from jax.scipy.special import erf
 from gantk._validate import check_finite_real as finite_real
 from gantk._validate import check_nonneg
 from gantk.stax._math import arctan2, recip, sqrt
-from gantk.stax.kernel import Kernel, Layer, make_layer
+from gantk.stax.core import make_layer
+from gantk.stax.kernel import Kernel, Layer
 
 __all__ = [
     "ABRelu",

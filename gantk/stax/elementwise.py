@@ -50,7 +50,8 @@ from gantk._validate import check_finite_real as finite_real
 from gantk._validate import check_positive_int
 from gantk.stax._math import arctan2, recip, sqrt
 from gantk.stax.activations import _KINK_RTOL, Erf, Sin, _elementwise
-from gantk.stax.kernel import Kernel, Layer, kernel_map, make_layer
+from gantk.stax.core import make_layer
+from gantk.stax.kernel import Kernel, Layer, kernel_map
 
 __all__ = [
     "Cos",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,6 +33,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, Float
 
 from gantk._validate import as_points, check_choice, is_concrete
+from gantk.stax._layout import to_points
 
 __all__ = [
     "ALL_GETS",
@@ -44,9 +45,6 @@ __all__ = [
     "Layer",
     "input_kernel",
     "kernel_map",
-    "make_layer",
-    "nngp",
-    "ntk",
     "points",
 ]
 
@@ -98,11 +96,11 @@ KERNEL_KWARGS = ("diagonal_batch", "diagonal_spatial", "mask_constant")
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["nngp", "ntk", "cov1", "cov2"],
-    meta_fields=["is_gaussian", "shape1", "shape2"],
+    meta_fields=["is_gaussian", "shape1", "shape2", "same_inputs"],
 )
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    """Infinite-width covariances of a layer's outputs, NT's ``Kernel`` for rank-2 inputs.
+    """Infinite-width covariances of a layer's outputs, NT's ``Kernel`` (gantk's layout).
 
     A pytree: the arrays are leaves, the remaining fields are static metadata.
 
@@ -118,6 +116,12 @@ class Kernel:
         shape1: shape ``(n1, width)`` of the layer's finite-width output on ``x1``; the
             width is only used by ``parameterization='standard'``.
         shape2: same for ``x2``.
+        same_inputs: whether ``x2`` is ``x1`` (``kernel_fn(x1, None)``); None means
+            "``cov2 is None``" (inside a kernel map ``cov2`` may be carried explicitly).
+
+    Inputs of rank > 2 ``(n, *spatial, C)`` are held in the *points* layout (see
+    :mod:`gantk.stax._layout`): ``nngp`` is ``(n1 * P, n2 * P)`` over all positions,
+    ``cov1`` ``(n1 * P,)``; ``shape1`` keeps the spatial shape.
     """
 
     nngp: Float[Array, "n1 n2"]
@@ -127,6 +131,7 @@ class Kernel:
     is_gaussian: bool = False
     shape1: tuple[int, ...] = ()
     shape2: tuple[int, ...] = ()
+    same_inputs: bool | None = None
 
     def replace(self, **changes: Any) -> Kernel:
         """Return a copy with some fields replaced."""
@@ -141,7 +146,7 @@ class Kernel:
     @property
     def x1_is_x2(self) -> bool:
         """Whether the kernel is of ``x1`` with itself (``kernel_fn(x1, None)``)."""
-        return self.cov2 is None
+        return self.cov2 is None if self.same_inputs is None else self.same_inputs
 
     @property
     def diagonal_batch(self) -> bool:
@@ -197,9 +202,13 @@ Layer = tuple[Callable, Callable, KernelFn]
 def _input_moments(
     x1: Array, x2: Array | None
 ) -> tuple[Array, Array, Array, Array | None, Array]:
-    """``(x1, x2 or x1, |x1|²/d, |x2|²/d or None, x1 x2ᵀ/d)`` in the common dtype."""
+    """``(x1, x2 or x1, |x1|²/d, |x2|²/d or None, x1 x2ᵀ/d)`` in the common dtype.
+
+    Inputs of rank > 2 are taken as the points ``x.reshape(-1, C)``.
+    """
     dtype = x1.dtype if x2 is None else jnp.result_type(x1.dtype, x2.dtype)
-    x1 = x1.astype(dtype)
+    x1 = to_points(x1.astype(dtype))
+    x2 = None if x2 is None else to_points(x2)
     d = x1.shape[1]
     cov1 = jnp.sum(x1 * x1, axis=1) / d
     other = x1 if x2 is None else x2.astype(dtype)
@@ -209,19 +218,21 @@ def _input_moments(
 
 
 def input_kernel(
-    x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None, compute_ntk: bool
+    x1: Float[Array, "n1 *s d"], x2: Float[Array, "n2 *s d"] | None, compute_ntk: bool
 ) -> Kernel:
     """NT's input kernel: ``nngp = x1 x2^T / d``, ``cov_i = |x_i|^2 / d``, ``ntk = 0``.
 
     Args:
-        x1: ``(n1, d)`` inputs (already validated).
-        x2: ``(n2, d)`` inputs, or ``None`` for ``x2 = x1``.
+        x1: ``(n1, d)`` inputs (already validated), or ``(n1, *spatial, d)`` (held in the
+            points layout, see :class:`Kernel`).
+        x2: inputs shaped like ``x1``, or ``None`` for ``x2 = x1``.
         compute_ntk: when False, ``ntk`` is ``None`` and no NTK work is done downstream.
 
     Returns:
         The input :class:`Kernel` (not Gaussian), in the common dtype of ``x1``/``x2``.
     """
-    x1, other, cov1, cov2, nngp = _input_moments(x1, x2)
+    shape1, shape2 = tuple(x1.shape), tuple((x1 if x2 is None else x2).shape)
+    _, _, cov1, cov2, nngp = _input_moments(x1, x2)
     ntk = jnp.zeros((), nngp.dtype) if compute_ntk else None
     return Kernel(
         nngp=nngp,
@@ -229,8 +240,9 @@ def input_kernel(
         cov1=cov1,
         cov2=cov2,
         is_gaussian=False,
-        shape1=tuple(x1.shape),
-        shape2=tuple(other.shape),
+        shape1=shape1,
+        shape2=shape2,
+        same_inputs=x2 is None,
     )
 
 
@@ -312,10 +324,11 @@ class _Chain:
 
     def __init__(
         self, fn: KernelMap, fields: tuple[str, ...], compute_ntk: bool, has_x2: bool,
-        shape1: tuple[int, ...], shape2: tuple[int, ...],
+        shape1: tuple[int, ...], shape2: tuple[int, ...], same: bool | None = None,
     ) -> None:
         self.fn, self.fields, self.compute_ntk, self.has_x2 = fn, fields, compute_ntk, has_x2
         self.shape1, self.shape2 = shape1, shape2
+        self.same = (not has_x2) if same is None else same
         self.kinds: tuple[str, ...] = ()
 
     def kernel(self, n0: Array, c1: Array, c2: Array) -> Any:
@@ -327,6 +340,7 @@ class _Chain:
             is_gaussian=False,
             shape1=self.shape1,
             shape2=self.shape2,
+            same_inputs=self.same,
         )
         return self.fn(k)
 
@@ -419,206 +433,3 @@ def _chain_jvp(run: _Chain, primals: tuple, tangents: tuple) -> tuple:
 
 
 _chain.defjvp(_chain_jvp, symbolic_zeros=True)
-
-
-def _evaluate(fn: KernelMap, x1: Array, x2: Array | None, get: Any) -> Any:
-    x1, other, c1, c2, n0 = _input_moments(x1, x2)
-    c2 = c1 if c2 is None else c2
-    fields = _fields(get)
-    run = _Chain(fn, fields, _needs_ntk(get), x2 is not None, x1.shape, other.shape)
-    template = jax.eval_shape(run.kernel, n0, c1, c2)
-    run.kinds = tuple(_KIND[f] for f, _ in run.entries(template))
-    arrays = _chain(run, n0, c1, c2)
-    return run.rebuild(template, iter(arrays), get)
-
-
-def _is_kernel_tree(x: Any) -> bool:
-    if isinstance(x, Kernel):
-        return True
-    return isinstance(x, list) and len(x) > 0 and all(_is_kernel_tree(v) for v in x)
-
-
-def _array_fields(get: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
-    """The array fields of ``get`` (what the kernel map computes); None for the Kernel."""
-    if get is None:
-        return None
-    return tuple(f for f in _fields(get) if f in GETS)
-
-
-def _assemble(arrays: Any, template: Any, get: Any, covs: Any) -> Any:
-    """User-facing result from computed ``arrays``, static ``template`` and full ``covs``.
-
-    ``arrays`` is what the jitted evaluation returned for :func:`_array_fields` (a Kernel,
-    a namedtuple, or None when no array was asked); ``covs`` is ``None`` or the pair of
-    full ``(cov1, cov2)`` matrices for ``diagonal_batch=False``.
-    """
-    if isinstance(template, list):
-        return [
-            _assemble(
-                None if arrays is None else arrays[b],
-                template[b],
-                get,
-                None if covs is None else (covs[0][b], None if covs[1] is None else covs[1][b]),
-            )
-            for b in range(len(template))
-        ]
-    if get is None:
-        if covs is not None:
-            arrays = arrays.replace(cov1=covs[0], cov2=covs[1])
-        return arrays
-    values = {}
-    for f in _fields(get):
-        if f in GETS:
-            values[f] = getattr(arrays, f)
-            if covs is not None and f in ("cov1", "cov2"):
-                values[f] = covs[0] if f == "cov1" else covs[1]
-        elif f == "diagonal_batch":
-            values[f] = covs is None
-        else:
-            values[f] = getattr(template, f)
-    if isinstance(get, str):
-        return values[get]
-    return _namedtuple(get)(*(values[g] for g in get))
-
-
-def _check_kwargs(kwargs: dict) -> bool:
-    """Validate NT's ``kernel_fn`` keyword arguments; return ``diagonal_batch``."""
-    unknown = sorted(set(kwargs) - set(KERNEL_KWARGS))
-    if unknown:
-        raise TypeError(
-            f"kernel_fn got unexpected keyword argument(s) {unknown}; it accepts x1, x2, get "
-            f"and {KERNEL_KWARGS}."
-        )
-    for name in ("diagonal_batch", "diagonal_spatial"):
-        if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
-            raise ValueError(f"`{name}` must be a bool; got {kwargs[name]!r}.")
-    if kwargs.get("mask_constant") is not None:
-        raise NotImplementedError(
-            "`mask_constant` (masked inputs) is not implemented in gantk.stax; pass None."
-        )
-    return bool(kwargs.get("diagonal_batch", True))
-
-
-def make_layer(init_fn: Callable, apply_fn: Callable, fn: KernelMap, name: str) -> Layer:
-    """Wrap a kernel map into an NT-style ``(init_fn, apply_fn, kernel_fn)`` triple.
-
-    The returned ``kernel_fn(x1, x2=None, get=None, **kwargs)`` accepts:
-
-    - ``x1`` of shape ``(n1, d)`` and ``x2`` of shape ``(n2, d)`` or ``None`` (``x2 = x1``);
-      or a :class:`Kernel` (or list of kernels) as ``x1``, which is mapped directly;
-    - ``get``: ``None`` (the full :class:`Kernel`), one of :data:`ALL_GETS` (NT's
-      ``Kernel`` fields: the arrays ``nngp``, ``ntk``, ``cov1``, ``cov2`` or metadata such
-      as ``shape1``, ``is_gaussian``, ``x1_is_x2``), or a tuple of them (an NT-style
-      namedtuple, fields in the order asked);
-    - NT's keyword arguments: ``diagonal_batch`` (default True; False makes ``cov1`` the
-      full ``(n1, n1)`` NNGP of ``x1`` with itself and ``cov2`` that of ``x2``, or None
-      when ``x2`` is None), ``diagonal_spatial`` (no effect: there are no spatial axes)
-      and ``mask_constant`` (only None).
-
-    It is jittable with ``get`` static (``jax.jit(kernel_fn, static_argnames='get')``)
-    when only array fields are asked, and ``vmap``/``grad`` friendly; it is jitted
-    internally as well. The three functions are named after the layer, as in NT
-    (``kernel_fn.__name__ == 'Sin'``); the full description is ``kernel_fn._gantk_name``.
-
-    Raises (from the returned ``kernel_fn``):
-        ValueError: when ``x1``/``x2`` are not rank 2, have different feature dimensions or
-            (when concrete) non-finite entries, ``get`` is unknown, or a flag is not bool.
-        TypeError: on any other keyword argument.
-        NotImplementedError: on a ``mask_constant`` other than None.
-    """
-    core = jax.jit(functools.partial(_evaluate, fn), static_argnames=("get",))
-    on_kernels = jax.jit(lambda k, get: _select(fn(k), get), static_argnames=("get",))
-
-    def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **kwargs: Any) -> Any:
-        diagonal_batch = _check_kwargs(kwargs)
-        get = _canonical_get(get)
-        if _is_kernel_tree(x1):
-            full = on_kernels(x1, get=None)
-            return full if get is None else _assemble(full, full, get, None)
-        x1 = points(x1, "x1")
-        if x2 is not None:
-            x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        arr, fields = _array_fields(get), _fields(get)
-        covs = None
-        if not diagonal_batch and ("cov1" in fields or "cov2" in fields):
-            covs = (core(x1, None, get="nngp"), None if x2 is None else core(x2, None, get="nngp"))
-        if arr is None:
-            arrays = template = core(x1, x2, get=None)
-        elif covs is None and len(arr) == len(fields):
-            return core(x1, x2, get=get)  # the common case: arrays only, as asked
-        else:
-            arrays = core(x1, x2, get=arr) if arr else None
-            # Metadata: from shapes only (nothing is computed).
-            template = jax.eval_shape(functools.partial(core, get=None), x1, x2)
-        return _assemble(arrays, template, get, covs)
-
-    short = name.split("(")[0]
-    for f in (init_fn, apply_fn, kernel_fn):
-        try:
-            f.__name__ = f.__qualname__ = short
-        except (AttributeError, TypeError):  # e.g. a functools.partial
-            pass
-    kernel_fn.__doc__ = (
-        f"Infinite-width kernel of ``{name}``: ``kernel_fn(x1, x2=None, get=None, "
-        "**kwargs)``; see :func:`gantk.stax.kernel.make_layer`."
-    )
-    kernel_fn._gantk_kernel_map = fn  # type: ignore[attr-defined]
-    kernel_fn._gantk_name = name  # type: ignore[attr-defined]
-    return init_fn, apply_fn, kernel_fn
-
-
-def _plain(kernel_fn: KernelFn, get: str) -> Callable:
-    if isinstance(kernel_fn, (tuple, list)) and len(kernel_fn) == 3:
-        kernel_fn = kernel_fn[2]
-    fn = kernel_map(kernel_fn)
-    name = getattr(kernel_fn, "_gantk_name", "layer")
-    core = jax.jit(functools.partial(_evaluate, fn, get=get))
-
-    def k(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None = None) -> Array:
-        x1 = points(x1, "x1")
-        if x2 is not None:
-            x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        out = core(x1, x2)
-        if isinstance(out, list):
-            raise ValueError(
-                f"`kernel_fn` must have a single output to give a plain kernel; {name} "
-                f"returns {len(out)} branches (end the network with FanInSum)."
-            )
-        return out
-
-    k.__name__ = k.__qualname__ = f"{get}[{name}]"
-    k.__doc__ = f"The {get.upper()} ``k(x1, x2) -> (n1, n2)`` of ``{name}``."
-    return k
-
-
-def ntk(kernel_fn: KernelFn | Sequence) -> Callable:
-    """Plain NTK ``k(x1, x2=None) -> (n1, n2)`` of a :mod:`gantk.stax` network.
-
-    Args:
-        kernel_fn: a stax ``kernel_fn`` (or the whole ``(init_fn, apply_fn, kernel_fn)``).
-
-    Returns:
-        ``k(x1, x2)`` with ``x1`` ``(n1, d)``, ``x2`` ``(n2, d)`` or ``None`` (``x2 = x1``),
-        returning the infinite-width NTK as an ``(n1, n2)`` array (jitted; differentiable
-        in ``x1`` and ``x2``).
-
-    Raises:
-        ValueError: if ``kernel_fn`` is not a gantk.stax kernel_fn; the returned ``k``
-            raises ValueError on bad ``x1``/``x2`` (see :func:`make_layer`).
-    """
-    return _plain(kernel_fn, "ntk")
-
-
-def nngp(kernel_fn: KernelFn | Sequence) -> Callable:
-    """Plain NNGP ``k(x1, x2=None) -> (n1, n2)`` of a network; no NTK work is done.
-
-    Args:
-        kernel_fn: a stax ``kernel_fn`` (or the whole ``(init_fn, apply_fn, kernel_fn)``).
-
-    Returns:
-        ``k(x1, x2)`` returning the ``(n1, n2)`` NNGP kernel (jitted, differentiable).
-
-    Raises:
-        ValueError: as :func:`ntk`.
-    """
-    return _plain(kernel_fn, "nngp")
