@@ -116,6 +116,9 @@ def _tiny_experiment(**over):
     return SRVPExperiment("moving-digits", hp, seed=0)
 
 
+_OVERFIT_STEPS = 100
+
+
 @pytest.mark.slow
 def test_few_steps_lower_the_elbo_and_overfit_one_batch():
     exp = _tiny_experiment()
@@ -132,7 +135,7 @@ def test_few_steps_lower_the_elbo_and_overfit_one_batch():
 
     key = jax.random.key(1)
     losses, mses = [], []
-    for i in range(200):
+    for i in range(_OVERFIT_STEPS):
         params, state, opt_state, loss, terms = step(params, state, opt_state,
                                                      jax.random.fold_in(key, i))
         losses.append(float(loss))

@@ -141,6 +141,7 @@ class _Conv4x4(nn.Module):
     def __call__(self, x: Array) -> Array:
         c = x.shape[-1]
         k = self.param("kernel", _INIT, (4, 4, c, self.features))
+        x, k = nn.dtypes.promote_dtype(x, k, dtype=None)  # as flax.linen.Conv does
         dn = ("NHWC", "HWIO", "NHWC")
         fast = self.impl == "matmul"
         if self.kind == "down":
