@@ -67,8 +67,8 @@ def test_dcgan_matmul_and_lax_share_parameters_and_outputs():
         shapes = jax.eval_shape(fast.init, jax.random.key(0), inp)
         v = jax.jit(slow.init)(jax.random.key(0), inp)
         assert jax.tree.structure(shapes) == jax.tree.structure(v)
-        assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(shapes),
-                                                      jax.tree.leaves(v), strict=True))
+        assert all(a.shape == b.shape and a.dtype == b.dtype  # float32 even under x64
+                   for a, b in zip(jax.tree.leaves(shapes), jax.tree.leaves(v), strict=True))
         run = jax.jit(lambda v, m=None, inp=inp: m.apply(v, inp, True, mutable=["batch_stats"])[0],
                       static_argnames="m")
         a, b = run(v, m=fast), run(v, m=slow)

@@ -140,7 +140,8 @@ class _Conv4x4(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         c = x.shape[-1]
-        k = self.param("kernel", _INIT, (4, 4, c, self.features))
+        # float32 parameters as flax.linen.Conv's default param_dtype (also under x64)
+        k = self.param("kernel", _INIT, (4, 4, c, self.features), jnp.float32)
         x, k = nn.dtypes.promote_dtype(x, k, dtype=None)  # as flax.linen.Conv does
         dn = ("NHWC", "HWIO", "NHWC")
         fast = self.impl == "matmul"
