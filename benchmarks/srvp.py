@@ -2,12 +2,17 @@
 authors' PyTorch code measured on the same kind of 2-core CPU (torch 2.14, 2 threads, fp32).
 
 A training step is one jitted call: ELBO + backward + Adam. Generation conditions on 5 frames
-and predicts 20, the 100 samples vmapped in one jitted call. Also reports the Moving Digits
-data rate. Compilation is excluded (timed separately).
+and predicts 20: the 100 samples vmapped in one jitted call ("batched"), or one jitted call
+per sample ("sample by sample"). Also reports the Moving Digits data rate. Compilation is
+excluded (timed separately). ``--components`` adds a per-component breakdown of one step
+(encoder and decoder forward+backward with the matmul layers and with XLA's convolutions,
+Adam alone; the rest of the step is the latent part: LSTM, MLPs, ODE unroll, loss).
 
-    python benchmarks/srvp.py                  # batch 16, both configs, generation, data
-    python benchmarks/srvp.py --batch 16 128   # also batch 128
-    python benchmarks/srvp.py --quick          # nf=16 config at batch 16 only
+    python benchmarks/srvp.py                      # everything the issue asks (batch 16, 128)
+    python benchmarks/srvp.py --batch 16           # batch 16 only
+    python benchmarks/srvp.py --quick              # nf=16 config at batch 16 only
+    python benchmarks/srvp.py --batch 16 --components
+    python benchmarks/srvp.py --configs nf16-res128 --batch 16 --compare-lax --no-generation
 """
 
 from __future__ import annotations
@@ -50,9 +55,10 @@ def _time(fn, repeats: int) -> tuple[float, float]:
     return first, float(np.median(times))
 
 
-def train_step_time(name: str, batch: int, repeats: int) -> tuple[float, float]:
+def train_step_time(name: str, batch: int, repeats: int,
+                    conv_impl: str = "matmul") -> tuple[float, float]:
     """Seconds per SRVP training step (15 frames of 64×64) for a named config."""
-    hp = dict(CONFIGS[name], batch_size=batch)
+    hp = dict(CONFIGS[name], batch_size=batch, conv_impl=conv_impl)
     exp = SRVPExperiment("moving-digits", hp, seed=0)
     params, state = exp.init(jax.random.key(0))
     opt_state = exp.optimizer.init(params)
@@ -74,13 +80,60 @@ def train_step_time(name: str, batch: int, repeats: int) -> tuple[float, float]:
     return _time(run, repeats)
 
 
-def generation_time(repeats: int) -> tuple[float, float]:
-    """Seconds for best-of-100 generation of one video, 5 → 20 frames, paper config."""
+def generation_time(repeats: int, batched: bool = True) -> tuple[float, float]:
+    """Seconds for best-of-100 generation of one video, 5 → 20 frames, paper config: the 100
+    samples vmapped in one call, or 100 calls of one sample."""
     exp = SRVPExperiment("moving-digits", dict(CONFIGS["paper"], batch_size=1), seed=0)
     params, state = exp.init(jax.random.key(0))
     x = exp.data.test_videos(1, 25)[:, :5]
-    return _time(lambda: exp.sample(params, state, x, jax.random.key(2), n_samples=100,
-                                    n_frames=25), repeats)
+    if batched:
+        return _time(lambda: exp.sample(params, state, x, jax.random.key(2), n_samples=100,
+                                        n_frames=25), repeats)
+
+    def one_by_one():
+        return [exp.sample(params, state, x, jax.random.key(i), n_samples=1, n_frames=25)
+                for i in range(100)]
+
+    return _time(one_by_one, repeats)
+
+
+def component_times(name: str, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds of the pieces of one step: encoder / decoder forward+backward over the
+    ``batch × 15`` frames (matmul layers and XLA's convolutions) and Adam alone."""
+    from gantk.models.conv import DCGANDecoder, DCGANEncoder
+
+    cfg = CONFIGS[name]
+    n = batch * cfg["seq_len"]
+    x = jax.random.uniform(jax.random.key(0), (n, 64, 64, 1))
+    h = jax.random.normal(jax.random.key(1), (n, cfg["nh_inf"] + cfg["ny"]))
+    out: dict[str, float] = {}
+    for impl in ("matmul", "lax"):
+        for label, net, inp in (
+                ("encoder", DCGANEncoder(64, cfg["nf"], cfg["nhx"], impl=impl), x),
+                ("decoder", DCGANDecoder(64, cfg["nf"], 1, impl=impl), h)):
+            v = jax.jit(net.init)(jax.random.key(0), inp)
+
+            @jax.jit
+            def grad(p, v=v, net=net, inp=inp):
+                def f(p):
+                    y, _ = net.apply({"params": p, "batch_stats": v["batch_stats"]}, inp,
+                                     mutable=["batch_stats"])
+                    return jnp.sum(y ** 2)
+                return jax.grad(f)(p)
+
+            out[f"{label} fwd+bwd ({impl})"] = _time(lambda g=grad, v=v: g(v["params"]),
+                                                     repeats)[1]
+    exp = SRVPExperiment("moving-digits", dict(cfg, batch_size=batch), seed=0)
+    params, _ = exp.init(jax.random.key(0))
+    opt_state = exp.optimizer.init(params)
+
+    @jax.jit
+    def adam(p, o):
+        u, o = exp.optimizer.update(p, o, p)
+        return optax.apply_updates(p, u), o
+
+    out["Adam update"] = _time(lambda: adam(params, opt_state), repeats)[1]
+    return out
 
 
 def data_rate() -> float:
@@ -97,17 +150,22 @@ def data_rate() -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, nargs="+", default=[16])
+    p.add_argument("--batch", type=int, nargs="+", default=[16, 128])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--no-generation", action="store_true")
+    p.add_argument("--components", action="store_true",
+                   help="per-component times of each config's step (encoder, decoder, Adam)")
+    p.add_argument("--compare-lax", action="store_true",
+                   help="also time the step with XLA's convolutions (conv_impl=lax)")
     args = p.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average {load:.1f}; "
           f"command: python benchmarks/srvp.py {' '.join(argv or sys.argv[1:])}")
     print(f"data: {data_rate():.0f} Moving Digits sequences/s (15 x 64x64, batches of 16)")
     print(f"{'config':<24}{'batch':>6}{'gantk s':>10}{'compile s':>11}{'PyTorch s':>11}")
-    names = ["nf16-res128"] if args.quick else list(CONFIGS)
+    names = ["nf16-res128"] if args.quick else args.configs
     batches = [16] if args.quick else args.batch
     for name in names:
         for b in batches:
@@ -115,11 +173,19 @@ def main(argv: list[str] | None = None) -> int:
             ref = PYTORCH.get((name, b))
             print(f"{name:<24}{b:>6}{warm:>10.3f}{first - warm:>11.1f}"
                   f"{ref if ref is not None else float('nan'):>11.2f}", flush=True)
+            if args.compare_lax:
+                first, warm = train_step_time(name, b, args.repeats, conv_impl="lax")
+                print(f"{name + ' (lax convs)':<24}{b:>6}{warm:>10.3f}{first - warm:>11.1f}",
+                      flush=True)
+            if args.components:
+                for label, t in component_times(name, b, args.repeats).items():
+                    print(f"  {label:<30}{t:>10.3f}", flush=True)
     if not (args.quick or args.no_generation):
-        first, warm = generation_time(args.repeats)
-        print(f"{'best-of-100 generation':<24}{1:>6}{warm:>10.3f}{first - warm:>11.1f}"
-              f"{PYTORCH[('generation-batched', 100)]:>11.2f}  (PyTorch sample by sample "
-              f"{PYTORCH[('generation-sequential', 100)]:.2f})")
+        for batched, key, label in ((True, "generation-batched", "best-of-100, batched"),
+                                    (False, "generation-sequential", "best-of-100, 1 by 1")):
+            first, warm = generation_time(args.repeats, batched)
+            print(f"{label:<24}{1:>6}{warm:>10.3f}{first - warm:>11.1f}"
+                  f"{PYTORCH[(key, 100)]:>11.2f}", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# load average at the end {load:.1f}")
     return 0

@@ -116,6 +116,11 @@ def _tiny_experiment(**over):
     return SRVPExperiment("moving-digits", hp, seed=0)
 
 
+# Bernoulli likelihood (small preset): MSE over the last 10 of 150 steps 0.008 (0.024 after
+# 100 steps, 0.15 after 25); the mean-frame baseline is 0.037
+_OVERFIT_STEPS = 150
+
+
 @pytest.mark.slow
 def test_few_steps_lower_the_elbo_and_overfit_one_batch():
     exp = _tiny_experiment()
@@ -132,7 +137,7 @@ def test_few_steps_lower_the_elbo_and_overfit_one_batch():
 
     key = jax.random.key(1)
     losses, mses = [], []
-    for i in range(200):
+    for i in range(_OVERFIT_STEPS):
         params, state, opt_state, loss, terms = step(params, state, opt_state,
                                                      jax.random.fold_in(key, i))
         losses.append(float(loss))
@@ -142,4 +147,4 @@ def test_few_steps_lower_the_elbo_and_overfit_one_batch():
     # overfitting one batch: reconstruction MSE far below predicting the mean frame
     base = float(jnp.mean((batch - batch.mean()) ** 2))
     assert np.mean(mses[-10:]) < 0.5 * base, (np.mean(mses[-10:]), base)
-    assert np.mean(mses[-10:]) < 0.03
+    assert np.mean(mses[-10:]) < 0.015

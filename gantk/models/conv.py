@@ -13,17 +13,36 @@ stride-2 block fewer):
 
 Frames are channels-last (flax convention). BatchNorm uses batch statistics when
 ``train=True`` (state collection ``batch_stats``, momentum 0.9 = PyTorch's 0.1, eps 1e-5).
+
+**Speed on CPU.** XLA:CPU differentiates strided and transposed (input-dilated) convolutions
+slowly (the weight gradient of a ``4×4`` stride-2 convolution costs ~10× its forward pass).
+With ``impl="matmul"`` (the default) every layer is computed exactly as the same
+convolution re-expressed as one matrix product: a stride-2 ``4×4`` convolution as
+space-to-depth (2×2 blocks) + the 4 shifted block windows concatenated (im2col) + a matmul
+with the rearranged kernel (:func:`conv4x4_s2`); a stride-2 transposed convolution as the 9
+shifted windows of the input + a matmul giving the 4 output phases, then depth-to-space
+(sub-pixel convolution, :func:`conv_transpose4x4_s2`); the valid ``4×4`` layers at the
+``1×1`` ends as plain matmuls. Their gradients are then matmuls, slices and pads. The
+parameter trees are those of ``flax.linen.Conv``/``ConvTranspose`` (same names, shapes and
+meaning), so checkpoints are interchangeable with ``impl="lax"`` (the flax layers), and the
+outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` times both.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, Float
 
-__all__ = ["DCGANDecoder", "DCGANEncoder", "check_frame_size"]
+__all__ = ["DCGANDecoder", "DCGANEncoder", "check_frame_size", "conv4x4_s2",
+           "conv_transpose4x4_s2"]
 
 _INIT = nn.initializers.normal(0.02)
+_IMPLS = ("matmul", "lax")
+# below this many output channels the 9-window matmul of a transposed convolution is slower
+# than XLA's own (measured: the 16 → 1 output layer at 64×64)
+_MIN_MATMUL_OUT = 8
 
 
 def check_frame_size(size: int) -> int:
@@ -37,6 +56,115 @@ def check_frame_size(size: int) -> int:
     return 3 if size == 32 else 4
 
 
+def _check_impl(impl: str) -> None:
+    if impl not in _IMPLS:
+        raise ValueError(f"`impl` must be one of {_IMPLS}; got {impl!r}")
+
+
+def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
+               ) -> Float[Array, "N H/2 W/2 O"]:
+    """``flax.linen.Conv(O, (4, 4), strides=2, padding=1, use_bias=False)`` as one matmul.
+
+    The zero-padded input is cut into 2×2 blocks (space-to-depth, ``4C`` channels); output
+    pixel ``(i, j)`` sees blocks ``(i + a, j + b)``, ``a, b ∈ {0, 1}``, with kernel tap
+    ``(2a + p, 2b + q)`` on the block's pixel ``(p, q)``.
+
+    Args:
+        x: ``(N, H, W, C)`` with ``H``, ``W`` even.
+        kernel: ``(4, 4, C, O)`` in flax's ``HWIO`` layout.
+
+    Raises:
+        ValueError: odd ``H``/``W`` or a kernel that is not ``(4, 4, C, O)``.
+    """
+    n, h, w, c = x.shape
+    if h % 2 or w % 2 or kernel.shape[:3] != (4, 4, c):
+        raise ValueError(f"conv4x4_s2 needs even H, W and a (4, 4, {c}, O) kernel; got x "
+                         f"{x.shape}, kernel {kernel.shape}")
+    ho, wo = h // 2, w // 2
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    blocks = xp.reshape(n, ho + 1, 2, wo + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(n, ho + 1, wo + 1, 4 * c)
+    patches = jnp.concatenate([blocks[:, a:a + ho, b:b + wo] for a in range(2)
+                               for b in range(2)], -1)
+    k = kernel.reshape(2, 2, 2, 2, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, -1)
+    return (patches.reshape(-1, 16 * c) @ k).reshape(n, ho, wo, -1)
+
+
+def conv_transpose4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
+                         ) -> Float[Array, "N 2H 2W O"]:
+    """``flax.linen.ConvTranspose(O, (4, 4), strides=2, padding=2, use_bias=False)`` as one
+    matmul (= PyTorch's ``ConvTranspose2d(4, stride=2, padding=1)`` up to the kernel flip).
+
+    Output pixel ``(2m + r, 2l + s)`` (phase ``(r, s)``) is
+    ``Σ_{d,e∈{0,1}} x̃[m + r + d, l + s + e] · K[2d + r, 2e + s]`` with ``x̃`` the input
+    zero-padded by one: the 9 shifted windows of ``x̃`` times a ``(9C, 4O)`` matrix holding
+    the 16 taps (the other entries zero), then the phases interleaved (depth-to-space).
+
+    Args:
+        x: ``(N, H, W, C)``.
+        kernel: ``(4, 4, C, O)`` in flax's ``HWIO`` layout (not flipped).
+
+    Raises:
+        ValueError: a kernel that is not ``(4, 4, C, O)``.
+    """
+    n, h, w, c = x.shape
+    if kernel.shape[:3] != (4, 4, c):
+        raise ValueError(f"conv_transpose4x4_s2 needs a (4, 4, {c}, O) kernel; got "
+                         f"{kernel.shape}")
+    o = kernel.shape[-1]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([xp[:, a:a + h, b:b + w] for a in range(3) for b in range(3)],
+                              -1)
+    k6 = kernel.reshape(2, 2, 2, 2, c, o)  # (d, r, e, s, C, O)
+    big = jnp.zeros((3, 3, c, 2, 2, o), kernel.dtype)
+    for r in range(2):
+        for s in range(2):
+            for d in range(2):
+                for e in range(2):
+                    big = big.at[r + d, s + e, :, r, s].set(k6[d, r, e, s])
+    out = (patches.reshape(-1, 9 * c) @ big.reshape(9 * c, 4 * o)).reshape(n, h, w, 2, 2, o)
+    return out.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+
+
+class _Conv4x4(nn.Module):
+    """A bias-free ``4×4`` (transposed) convolution with flax's parameter tree (``kernel``).
+
+    ``kind``: ``down`` (stride 2, pad 1), ``up`` (transposed, stride 2, flax padding 2),
+    ``valid`` (``4×4`` input → ``1×1``), ``first`` (transposed, ``1×1`` input → ``4×4``).
+    """
+
+    features: int
+    kind: str
+    impl: str = "matmul"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = x.shape[-1]
+        # float32 parameters as flax.linen.Conv's default param_dtype (also under x64)
+        k = self.param("kernel", _INIT, (4, 4, c, self.features), jnp.float32)
+        x, k = nn.dtypes.promote_dtype(x, k, dtype=None)  # as flax.linen.Conv does
+        dn = ("NHWC", "HWIO", "NHWC")
+        fast = self.impl == "matmul"
+        if self.kind == "down":
+            if fast:
+                return conv4x4_s2(x, k)
+            return lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=dn)
+        if self.kind == "up":
+            if fast and self.features >= _MIN_MATMUL_OUT:
+                return conv_transpose4x4_s2(x, k)
+            return lax.conv_transpose(x, k, (2, 2), ((2, 2), (2, 2)), dimension_numbers=dn)
+        if self.kind == "valid":  # (N, 4, 4, C) -> (N, 1, 1, O)
+            if fast:
+                return (x.reshape(x.shape[0], 16 * c) @ k.reshape(16 * c, -1))[:, None, None]
+            return lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dn)
+        # "first": (N, 1, 1, C) -> (N, 4, 4, O); flax's VALID transposed convolution of a 1×1
+        # input puts tap K[3 - a, 3 - b] at output pixel (a, b)
+        if fast:
+            return jnp.einsum("nc,abco->nabo", x[:, 0, 0], k[::-1, ::-1])
+        return lax.conv_transpose(x, k, (1, 1), "VALID", dimension_numbers=dn)
+
+
 def _bn(train: bool, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
@@ -48,28 +176,34 @@ class DCGANEncoder(nn.Module):
         size: frame size, 32 or 64.
         nf: channels of the first convolution.
         nh: output size.
+        impl: ``matmul`` (default, fast on CPU) or ``lax`` (flax's convolutions); same
+            parameters and outputs (module docstring).
     """
 
     size: int = 64
     nf: int = 64
     nh: int = 128
+    impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x: Float[Array, "N H W C"], train: bool = True) -> Float[Array, "N nh"]:
-        """Encode frames (module docstring); raises ``ValueError`` on a wrong frame size."""
+        """Encode frames (module docstring).
+
+        Raises:
+            ValueError: a wrong frame size or ``impl``.
+        """
         n_blocks = check_frame_size(self.size)
+        _check_impl(self.impl)
         if x.ndim != 4 or x.shape[1:3] != (self.size, self.size):
             raise ValueError(f"encoder input must be (N, {self.size}, {self.size}, C) frames; "
                              f"got shape {x.shape}")
         h = x
         for i in range(n_blocks):
-            h = nn.Conv(self.nf * 2 ** i, (4, 4), strides=2, padding=((1, 1), (1, 1)),
-                        use_bias=False, kernel_init=_INIT, name=f"conv_{i}")(h)
+            h = _Conv4x4(self.nf * 2 ** i, "down", self.impl, name=f"conv_{i}")(h)
             if i > 0:
                 h = _bn(train, f"bn_{i}")(h)
             h = nn.leaky_relu(h, 0.2)
-        h = nn.Conv(self.nh, (4, 4), padding="VALID", use_bias=False, kernel_init=_INIT,
-                    name="conv_last")(h)
+        h = _Conv4x4(self.nh, "valid", self.impl, name="conv_last")(h)
         h = _bn(train, "bn_last")(h)
         return jnp.tanh(h.reshape(h.shape[0], self.nh))
 
@@ -81,26 +215,32 @@ class DCGANDecoder(nn.Module):
         size: frame size, 32 or 64.
         nf: channels of the mirror encoder's first convolution.
         channels: output channels.
+        impl: ``matmul`` (default, fast on CPU) or ``lax`` (flax's convolutions); same
+            parameters and outputs (module docstring).
     """
 
     size: int = 64
     nf: int = 64
     channels: int = 1
+    impl: str = "matmul"
 
     @nn.compact
     def __call__(self, h: Float[Array, "N n_in"], train: bool = True) -> Float[Array, "N H W C"]:
-        """Decode vectors into frame logits (module docstring)."""
+        """Decode vectors into frame logits (module docstring).
+
+        Raises:
+            ValueError: a wrong ``size`` or ``impl``.
+        """
         n_blocks = check_frame_size(self.size)
+        _check_impl(self.impl)
         top = self.nf * 2 ** (n_blocks - 1)
-        x = nn.ConvTranspose(top, (4, 4), padding="VALID", use_bias=False, kernel_init=_INIT,
-                             name="upconv_first")(h[:, None, None, :])
+        x = _Conv4x4(top, "first", self.impl, name="upconv_first")(h[:, None, None, :])
         x = nn.leaky_relu(_bn(train, "bn_first")(x), 0.2)
         for i in range(n_blocks - 1, -1, -1):
             last = i == 0
             # PyTorch ConvTranspose2d(4, stride 2, padding 1) == flax padding k - 1 - p = 2
-            x = nn.ConvTranspose(self.channels if last else self.nf * 2 ** (i - 1), (4, 4),
-                                 strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False,
-                                 kernel_init=_INIT, name=f"upconv_{i}")(x)
+            x = _Conv4x4(self.channels if last else self.nf * 2 ** (i - 1), "up", self.impl,
+                         name=f"upconv_{i}")(x)
             if not last:
                 x = nn.leaky_relu(_bn(train, f"bn_{i}")(x), 0.2)
         return x

@@ -59,11 +59,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU-sized (2 cores, ≤ 30 minutes): 32×32 frames, narrow convolutions and MLPs. With a
     # 128-wide field the paper's gain 1.41 makes |y| grow ~1.6× per frame at init (the prior's
     # std then underflows and KL(q(z)‖p(z)) reaches 1e18); gain 1.0 keeps it ~1.1×.
+    # Bernoulli likelihood (as SVG on SM-MNIST): with the paper's N(x̂, 1) the per-pixel
+    # reconstruction gradient is ≤ 0.25·|x − x̂| and, in a few thousand steps, the KL terms win
+    # (posterior collapse: mean-like, blurry predictions, SSIM below copy-last).
     "small": dict(
         size=32, nf=16, nhx=64, ny=20, nz=20, nh_inf=128, nlayers_inf=3, nh_res=128,
         nlayers_res=4, nt_inf=5, n_substeps=1, res_gain=1.0, ode_method="euler",
-        likelihood="gaussian", obs_scale=1.0, beta_y=1.0, beta_z=2.0, l2_res=1.0,
-        lr=1e-3, batch_size=16, seq_len=10, steps=3000, lr_decay_steps=0,
+        likelihood="bernoulli", obs_scale=1.0, beta_y=1.0, beta_z=2.0, l2_res=1.0,
+        lr=1e-3, batch_size=16, seq_len=10, steps=6000, lr_decay_steps=0,
         n_cond=5, n_pred=20,
     ),
 }
@@ -114,6 +117,8 @@ class SRVPConfig:
         n_substeps: Euler sub-steps per frame interval (1 for SM-MNIST, 2 for KTH/BAIR).
         res_gain: orthogonal init gain of ``f_θ``.
         ode_method: ``euler`` (the paper), ``rk4`` or ``diffrax``.
+        conv_impl: DCGAN layers as matmuls (``matmul``, fast on CPU) or flax's
+            convolutions (``lax``); same parameters and outputs (:mod:`gantk.models.conv`).
     """
 
     size: int = 64
@@ -130,6 +135,7 @@ class SRVPConfig:
     n_substeps: int = 1
     res_gain: float = 1.41
     ode_method: str = "euler"
+    conv_impl: str = "matmul"
 
     def __post_init__(self) -> None:
         check_frame_size(self.size)
@@ -141,6 +147,8 @@ class SRVPConfig:
         if self.ode_method not in ("euler", "rk4", "diffrax"):
             raise ValueError(f"`ode_method` must be euler, rk4 or diffrax; got "
                              f"{self.ode_method!r}")
+        if self.conv_impl not in ("matmul", "lax"):
+            raise ValueError(f"`conv_impl` must be matmul or lax; got {self.conv_impl!r}")
         if not (math.isfinite(self.res_gain) and self.res_gain > 0):
             raise ValueError(f"`res_gain` must be a positive number; got {self.res_gain!r}")
 
@@ -160,8 +168,9 @@ class SRVP(nn.Module):
     def setup(self) -> None:
         """Create the sub-modules."""
         c = self.cfg
-        self.encoder = DCGANEncoder(size=c.size, nf=c.nf, nh=c.nhx)
-        self.decoder = DCGANDecoder(size=c.size, nf=c.nf, channels=c.channels)
+        self.encoder = DCGANEncoder(size=c.size, nf=c.nf, nh=c.nhx, impl=c.conv_impl)
+        self.decoder = DCGANDecoder(size=c.size, nf=c.nf, channels=c.channels,
+                                    impl=c.conv_impl)
         self.w_proj = nn.Dense(c.nh_inf)
         self.w_inf = nn.Dense(c.nh_inf)
         self.q_y = _MLP(c.nh_inf, 2 * c.ny, c.nlayers_inf)

@@ -1,0 +1,76 @@
+"""DCGAN layers as matmuls (``impl="matmul"``) equal flax's convolutions, values and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gantk.models.conv import DCGANDecoder, DCGANEncoder, _Conv4x4, conv4x4_s2, conv_transpose4x4_s2
+
+
+def _rand(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+# kind, input shape, output channels, output shape
+_KINDS = [("down", (2, 8, 6, 3), 5, (2, 4, 3, 5)), ("up", (2, 4, 3, 3), 9, (2, 8, 6, 9)),
+          ("valid", (2, 4, 4, 3), 5, (2, 1, 1, 5)), ("first", (2, 1, 1, 3), 5, (2, 4, 4, 5))]
+
+
+@pytest.mark.parametrize("kind,shape,out,out_shape", _KINDS)
+def test_matmul_layer_equals_flax_convolution(kind, shape, out, out_shape):
+    """Each of the four layer kinds: same value and same input and kernel gradients as the
+    flax/lax convolution with the same kernel (float32 rounding)."""
+    x = _rand(shape, 0)
+    fast, slow = _Conv4x4(out, kind, "matmul"), _Conv4x4(out, kind, "lax")
+    k = jax.jit(slow.init)(jax.random.key(0), x)["params"]["kernel"]
+
+    @jax.jit
+    def value_and_grads(x, k):
+        def read(m):
+            return lambda x, k: jnp.sum(jnp.sin(3 * m.apply({"params": {"kernel": k}}, x)))
+        return [(m.apply({"params": {"kernel": k}}, x), jax.grad(read(m), (0, 1))(x, k))
+                for m in (fast, slow)]
+
+    (yf, gf), (ys, gs) = value_and_grads(x, k)
+    assert yf.shape == ys.shape == out_shape
+    np.testing.assert_allclose(np.asarray(yf), np.asarray(ys), rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(jnp.abs(ys))) > 0.01
+    for a, b in zip(gf, gs, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # and the "up" layer is flax's ConvTranspose (PyTorch's ConvTranspose2d(4, 2, 1))
+    if kind == "up":
+        ref = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
+                               use_bias=False).apply({"params": {"kernel": k}}, x)
+        np.testing.assert_allclose(np.asarray(yf), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_kernel_and_impl():
+    with pytest.raises(ValueError, match="kernel"):
+        conv4x4_s2(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 1)))
+    with pytest.raises(ValueError, match="even"):
+        conv4x4_s2(jnp.zeros((1, 5, 4, 2)), jnp.zeros((4, 4, 2, 1)))
+    with pytest.raises(ValueError, match="kernel"):
+        conv_transpose4x4_s2(jnp.zeros((1, 4, 4, 2)), jnp.zeros((4, 4, 3, 1)))
+    with pytest.raises(ValueError, match="impl"):
+        DCGANEncoder(size=32, nf=2, nh=3, impl="cudnn").init(jax.random.key(0),
+                                                              jnp.zeros((1, 32, 32, 1)))
+
+
+def test_dcgan_matmul_and_lax_share_parameters_and_outputs():
+    """Checkpoints are interchangeable: same parameter tree, same encodings and frames."""
+    x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 1), jnp.float32)
+    h = _rand((3, 6), 3)
+    for fast, slow, inp in ((DCGANEncoder(32, 4, 5), DCGANEncoder(32, 4, 5, impl="lax"), x),
+                            (DCGANDecoder(32, 4, 1), DCGANDecoder(32, 4, 1, impl="lax"), h)):
+        shapes = jax.eval_shape(fast.init, jax.random.key(0), inp)
+        v = jax.jit(slow.init)(jax.random.key(0), inp)
+        assert jax.tree.structure(shapes) == jax.tree.structure(v)
+        assert all(a.shape == b.shape and a.dtype == b.dtype  # float32 even under x64
+                   for a, b in zip(jax.tree.leaves(shapes), jax.tree.leaves(v), strict=True))
+        run = jax.jit(lambda v, m=None, inp=inp: m.apply(v, inp, True, mutable=["batch_stats"])[0],
+                      static_argnames="m")
+        a, b = run(v, m=fast), run(v, m=slow)
+        assert a.shape == b.shape and float(jnp.std(b)) > 0.01
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
