@@ -9,10 +9,10 @@ import os
 import pathlib
 
 import pytest
+from test_models_cli import fake_model  # noqa: F401  (the fixture)
 
 from gantk.models import evaluate as ev
 from gantk.models import train
-from test_models_cli import fake_model  # noqa: F401  (the fixture)
 
 
 def _snapshot(root: pathlib.Path) -> dict[str, str]:
