@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from gantk import losses as _losses
 from gantk.architectures import KERNELS, MLPSpec, get_spec
-from gantk.cli.errors import UsageError, one_line
+from gantk.cli.errors import Parser, UsageError, one_line
 from gantk.cli.paths import check_run_name, safe_name
 from gantk.data import NAMES as DATA_NAMES
 from gantk.data import SEED_MAX, SEED_MIN
@@ -367,16 +367,9 @@ def config_from_json(obj: Any, where: str) -> RunConfig:
 
 
 # --------------------------------------------------------------------------- parser
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(one_line(message))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``gantk.run`` argument parser (options left out default to None = preset/default)."""
-    p = _Parser(
+    p = Parser(
         prog="python -m gantk.run",
         description="Flow particles along the gradient field of an NTK discriminator "
         "(GAN(TK)², Franceschi et al. ICML 2022) and write metrics, figures and a GIF. "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "RunError",
-           "UsageError", "one_line"]
+import argparse
+from typing import NoReturn
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Parser",
+           "RunError", "UsageError", "one_line"]
 
 EXIT_OK = 0
 #: A failure during a run (divergence, an output that could not be written half-way).
@@ -28,3 +31,15 @@ def one_line(message: object) -> str:
         if line.strip():
             return line.strip()
     return type(message).__name__ if isinstance(message, BaseException) else ""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors raise :class:`UsageError` (one line, exit 2).
+
+    Every gantk command (``gantk.run``, ``gantk.figures``, ``gantk.models.train`` and
+    ``gantk.models.evaluate``) parses with it, so a bad flag is reported the same way.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Raise :class:`UsageError` with the first line of argparse's message."""
+        raise UsageError(one_line(message))

@@ -15,14 +15,13 @@ import argparse
 import pathlib
 import re
 import sys
-from typing import NoReturn
 
 import jax
 import numpy as np
 
 from gantk import data as gdata
 from gantk.architectures import KERNELS
-from gantk.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
+from gantk.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError, one_line
 from gantk.cli.paths import check_output_file
 from gantk.figures import (
     ADEQUACY_1D_DATA,
@@ -38,19 +37,12 @@ from gantk.figures import (
 
 __all__ = ["build_parser", "main"]
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m gantk.figures`` argument parser (one sub-command per figure)."""
-    p = _Parser(prog="python -m gantk.figures",
+    p = Parser(prog="python -m gantk.figures",
                 description="Figures of Franceschi et al. (ICML 2022): finite vs infinite "
                 "width, velocity fields, flow snapshots.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser,
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser,
                            metavar="{adequacy-1d,adequacy-2d,vector-field,snapshots}")
 
     a1 = sub.add_parser("adequacy-1d", help="c_f of finite widths vs infinite width, 1-D")

@@ -7,30 +7,18 @@ has is overwritten unless ``--overwrite`` asks for it.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
 import pathlib
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from gantk import _io
+from gantk.cli.errors import Parser, UsageError
 
 __all__ = ["Checkpoints", "Parser", "UsageError", "json_safe", "save_png", "write_json"]
-
-
-class UsageError(Exception):
-    """A bad command-line argument: reported as one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors raise :class:`UsageError` (one line, exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise :class:`UsageError` with argparse's message."""
-        raise UsageError(message)
 
 
 def json_safe(obj: Any) -> Any:
