@@ -63,6 +63,11 @@ def _full_jacobian(f, x1, x2, params, **kwargs):
     return jax.jit(ntk_fn)(x1, x2, params)
 
 
+def _init(init_fn, seed, shape):
+    """Jitted ``init_fn`` (eagerly, every random op compiles on its own: seconds)."""
+    return jax.jit(init_fn, static_argnums=1)(jax.random.PRNGKey(seed), shape)[1]
+
+
 def _assert_close(out, ref, rtol=1e-4):
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * float(np.max(np.abs(ref))))
@@ -83,7 +88,7 @@ def test_structured_ntk_of_a_linear_model_in_closed_form(vmap_axes):
     # f(x) = W_std/sqrt(d) x W (no bias): Θ(x, x') = W_std² x·x'/d per output, whatever W.
     # Without vmap_axes, STRUCTURED_DERIVATIVES and AUTO are Jacobian contraction.
     init_fn, apply_fn, _ = stax.Dense(7, W_std=2.0)
-    _, params = init_fn(jax.random.PRNGKey(2), X1.shape)
+    params = _init(init_fn, 2, X1.shape)
     assert _structured_leaves(apply_fn, params, X1) == [0]
     for impl in (STRUCT, NtkImplementation.AUTO):
         ntk_fn = gantk.empirical_ntk_fn(apply_fn, vmap_axes=vmap_axes, implementation=impl)
@@ -92,7 +97,7 @@ def test_structured_ntk_of_a_linear_model_in_closed_form(vmap_axes):
 
 def test_structured_equals_jacobian_on_stax_mlp_ntk_parameterization():
     init_fn, apply_fn, _ = _mlp("ntk")
-    _, params = init_fn(jax.random.PRNGKey(3), X1.shape)
+    params = _init(init_fn, 3, X1.shape)
     # Every weight is covered by the dot_general rule; the biases fall back.
     assert _structured_leaves(apply_fn, params, X1) == [0, 2, 4]
     cases = [((-1,), ()), ((), ()), ((), (-1,))]
@@ -111,7 +116,7 @@ def test_structured_equals_jacobian_on_stax_mlp_ntk_parameterization():
 
 def test_structured_equals_jacobian_on_stax_mlp_standard_parameterization():
     init_fn, apply_fn, _ = _mlp("standard")
-    _, params = init_fn(jax.random.PRNGKey(4), X1.shape)
+    params = _init(init_fn, 4, X1.shape)
     assert _structured_leaves(apply_fn, params, X1) == [0, 2, 4]
     (out,) = _structured(apply_fn, [((), ())], X1, X2, params, vmap_axes=0)
     _assert_close(out, _full_jacobian(apply_fn, X1, X2, params, vmap_axes=0))
@@ -122,9 +127,9 @@ def test_structured_equals_jacobian_on_rank_4_inputs():
     init_fn, apply_fn, _ = stax.serial(stax.Dense(6, 1.0, 0.1), stax.Relu(), stax.Dense(2))
     x1 = jax.random.normal(jax.random.PRNGKey(5), (3, 2, 5, 4), dtype=jnp.float32)
     x2 = jax.random.normal(jax.random.PRNGKey(6), (2, 2, 5, 4), dtype=jnp.float32)
-    _, params = init_fn(jax.random.PRNGKey(7), x1.shape)
+    params = _init(init_fn, 7, x1.shape)
     assert _structured_leaves(apply_fn, params, x1) == [0, 2]
-    cases = [((-1,), (1, 2)), ((), (-1,))]
+    cases = [((-1,), (1, 2))]  # traced channels, diagonal over positions, zipped rest
     full = _full_jacobian(apply_fn, x1, x2, params, vmap_axes=0)
     outs = _structured(apply_fn, cases, x1, x2, params, vmap_axes=0)
     for out, (t, d) in zip(outs, cases, strict=True):
@@ -160,11 +165,8 @@ def test_weight_used_twice_falls_back_to_jacobian_and_stays_exact():
         "b": jnp.ones(4),
     }
     shift = jax.random.normal(keys[2], X1.shape, dtype=jnp.float32)
-    g = lambda p, x: f(p, x, 0.0)
-    assert _structured_leaves(g, params, X1) == [0]  # V only
-    (out,) = _structured(g, [((), ())], X1, X2, params, vmap_axes=0)
-    _assert_close(out, _full_jacobian(g, X1, X2, params, vmap_axes=0))
-    # A per-example keyword argument, batched through NT's vmap_axes triple.
+    assert _structured_leaves(lambda p, x: f(p, x, 0.0), params, X1) == [0]  # V only
+    # With a per-example keyword argument, batched through NT's vmap_axes triple.
     kwargs = dict(trace_axes=(), vmap_axes=(0, 0, {"shift": 0}))
     ntk = {i: jax.jit(gantk.empirical_ntk_fn(f, implementation=i, **kwargs)) for i in (JAC, STRUCT)}
     ref, out = (ntk[i](X1, None, params, shift=shift) for i in (JAC, STRUCT))
