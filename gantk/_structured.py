@@ -130,7 +130,7 @@ def _bind(eqn: Any, invals: list[Any]) -> Any:
     """``eqn``'s primitive applied to ``invals`` (as ``jax.core.eval_jaxpr`` does)."""
     params = eqn.primitive.get_bind_params(eqn.params)
     subfuns: tuple = ()
-    if isinstance(params, tuple):  # JAX < 0.7 returned (subfuns, params)
+    if isinstance(params, tuple):  # older JAX returned (subfuns, params)
         subfuns, params = params
     with eqn.ctx.manager:
         return eqn.primitive.bind(*subfuns, *invals, **params)
