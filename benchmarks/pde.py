@@ -24,6 +24,9 @@ Usage::
     python benchmarks/pde.py                       # both configs at batch 16 and 128
     python benchmarks/pde.py --batches 16 --reps 3 --no-generation
     python benchmarks/pde.py --configs waveeq-paper --batches 16 --breakdown
+    XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/pde.py   # an XLA:CPU variant
+
+The frames are an argument of the jitted step (no constant folding of the batch).
 
 The Moving MNIST config runs the DCGAN nets of :mod:`gantk.models.conv` (XLA:CPU convolution
 gradients dominate it).
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.batches) < 1 or args.reps < 1:
         p.error("--batches and --reps must be positive integers")
     print(f"gantk PDE model, {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, jax {jax.__version__}; "
+          f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'config':<14} {'batch':>5} {'gantk s/step':>13} {'PyTorch s/step':>15} "
           f"{'ratio':>6}  load", flush=True)

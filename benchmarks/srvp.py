@@ -13,11 +13,16 @@ Adam alone; the rest of the step is the latent part: LSTM, MLPs, ODE unroll, los
     python benchmarks/srvp.py --quick              # nf=16 config at batch 16 only
     python benchmarks/srvp.py --batch 16 --components
     python benchmarks/srvp.py --configs nf16-res128 --batch 16 --compare-lax --no-generation
+    XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/srvp.py --quick   # an XLA:CPU variant
+
+The batch is passed to the jitted step as an argument (never a closed-over constant) and the
+parameters and optimizer state are donated, as in ``gantk.models.train``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -64,8 +69,10 @@ def train_step_time(name: str, batch: int, repeats: int,
     opt_state = exp.optimizer.init(params)
     x = jnp.asarray(exp.train_batch(0))
 
-    @jax.jit
-    def step(p, s, o, k):
+    # the batch is an argument (not a closed-over constant XLA would fold into the program);
+    # parameters, BatchNorm state and Adam state are donated as in the training loop
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    def step(p, s, o, x, k):
         (loss, (_, s)), g = jax.value_and_grad(exp.loss, has_aux=True)(p, s, x, k)
         u, o = exp.optimizer.update(g, o, p)
         return optax.apply_updates(p, u), s, o, loss
@@ -73,7 +80,7 @@ def train_step_time(name: str, batch: int, repeats: int,
     carry = [params, state, opt_state]
 
     def run():
-        out = step(*carry, jax.random.key(1))
+        out = step(*carry, x, jax.random.key(1))
         carry[:] = out[:3]
         return out[3]
 
@@ -161,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time the step with XLA's convolutions (conv_impl=lax)")
     args = p.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average {load:.1f}; "
-          f"command: python benchmarks/srvp.py {' '.join(argv or sys.argv[1:])}")
+    flags = os.environ.get("XLA_FLAGS", "")
+    print(f"# {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average {load:.1f}, "
+          f"jax {jax.__version__}, XLA_FLAGS={flags!r}; command: "
+          f"{'XLA_FLAGS=' + repr(flags) + ' ' if flags else ''}python benchmarks/srvp.py "
+          f"{' '.join(argv or sys.argv[1:])}")
     print(f"data: {data_rate():.0f} Moving Digits sequences/s (15 x 64x64, batches of 16)")
     print(f"{'config':<24}{'batch':>6}{'gantk s':>10}{'compile s':>11}{'PyTorch s':>11}")
     names = ["nf16-res128"] if args.quick else args.configs

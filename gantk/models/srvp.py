@@ -233,6 +233,9 @@ class SRVP(nn.Module):
 
         The first ``hx.shape[1]`` frames are observed (posterior ``q(z_t)``), the rest use
         the prior. With ``n_substeps`` (tied field) more states are produced per interval.
+        Only the ODE steps (and prior samples after the observed frames) run frame by frame;
+        the posterior ``q(z_t)``, its noise and the prior ``p(z_t | y_{t−1})`` over the
+        observed frames are computed in one batched call each (same values).
 
         Returns:
             dict with ``y`` ``(B, m·(n_frames−1)+1, ny)`` (every sub-step state, ``m`` the
@@ -240,22 +243,28 @@ class SRVP(nn.Module):
             ``(B, n_frames−1, nz)``), ``increments`` ``(B, m·(n_frames−1), ny)``.
         """
         n_obs = 0 if hx is None else hx.shape[1]
-        hz = self.inf_z(hx) if n_obs > 0 else None
-        ys, incs, q_mu, q_s, p_mu, p_s = [y1], [], [], [], [], []
-        y = y1
+        c = self.cfg
         keys = jax.random.split(key, max(n_frames - 1, 1))
+        # posterior intervals t = 1..n_q: q(z_t) and its noise do not depend on y, so they
+        # are computed for all t at once, and so is the prior p(z_t | y_{t-1}) after the loop
+        # (only the ODE steps are sequential); prior intervals sample z from p inside the loop
+        n_q = max(min(n_obs, n_frames) - 1, 0)
+        if n_q:
+            q_mu, q_s = _normal(self.q_z(self.inf_z(hx[:, :n_q + 1])[:, 1:]))  # (B, n_q, nz)
+            eps = jax.vmap(lambda k: jax.random.normal(k, q_mu[:, 0].shape, q_mu.dtype))(
+                keys[:n_q])
+            z_q = q_mu + q_s * jnp.swapaxes(eps, 0, 1)
+        ys, incs, y_prev, p_mu, p_s = [y1], [], [], [], []
+        y = y1
         for t in range(1, n_frames):
-            pm, ps = _normal(self.p_z(y))
-            p_mu.append(pm)
-            p_s.append(ps)
-            if t < n_obs:
-                qm, qs = _normal(self.q_z(hz[:, t]))
-                q_mu.append(qm)
-                q_s.append(qs)
-                mu, s = qm, qs
+            if t <= n_q:
+                y_prev.append(y)
+                z = z_q[:, t - 1]
             else:
-                mu, s = pm, ps
-            z = mu + s * jax.random.normal(keys[t - 1], mu.shape, mu.dtype)
+                mu, s = _normal(self.p_z(y))
+                p_mu.append(mu)
+                p_s.append(s)
+                z = mu + s * jax.random.normal(keys[t - 1], mu.shape, mu.dtype)
             out = self.dynamics(y, z, n_substeps=n_substeps)
             states = out.states(y)[1:]
             ys.extend(states[i] for i in range(states.shape[0]))
@@ -265,10 +274,14 @@ class SRVP(nn.Module):
         def stack(v: list[Array], like: Array, n: int) -> Array:
             return (jnp.stack(v, 1) if v else jnp.zeros((like.shape[0], 0, n), like.dtype))
 
-        c = self.cfg
+        p_z = (stack(p_mu, y1, c.nz), stack(p_s, y1, c.nz))
+        if n_q:
+            pq_mu, pq_s = _normal(self.p_z(jnp.stack(y_prev, 1)))  # (B, n_q, nz)
+            p_z = (jnp.concatenate([pq_mu, p_z[0]], 1), jnp.concatenate([pq_s, p_z[1]], 1))
+        else:
+            q_mu, q_s = (jnp.zeros((y1.shape[0], 0, c.nz), y1.dtype),) * 2
         return {"y": stack(ys, y1, c.ny), "increments": stack(incs, y1, c.ny),
-                "q_z": (stack(q_mu, y1, c.nz), stack(q_s, y1, c.nz)),
-                "p_z": (stack(p_mu, y1, c.nz), stack(p_s, y1, c.nz))}
+                "q_z": (q_mu, q_s), "p_z": p_z}
 
     # ----- entry points
     def __call__(self, x: Float[Array, "B T H W C"], key: Array,
