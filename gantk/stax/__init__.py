@@ -30,6 +30,7 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
 
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
+from gantk.stax._masking import MaskedArray, unmask_fn
 from gantk.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from gantk.stax.combinators import parallel, repeat, serial
 from gantk.stax.core import layer, nngp, ntk
@@ -81,6 +82,7 @@ __all__ = [
     "Kernel",
     "LayerNorm",
     "LeakyRelu",
+    "MaskedArray",
     "Rbf",
     "Relu",
     "Sin",
@@ -93,4 +95,5 @@ __all__ = [
     "parallel",
     "repeat",
     "serial",
+    "unmask_fn",
 ]

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gantk._validate import check_choice, check_nonneg, check_positive_int
+from gantk.stax._masking import channel_all
 from gantk.stax.core import make_layer, with_width
 from gantk.stax.kernel import Kernel, Layer
 
@@ -156,7 +157,7 @@ def Dense(
         return with_width(k, width)
 
     name = f"Dense({out_dim}, W_std={W_std}, b_std={b_std}, {parameterization}, s={tuple(s)})"
-    return make_layer(init_fn, apply_fn, fn, name)
+    return make_layer(init_fn, apply_fn, fn, name, mask_fn=channel_all(channel_axis), remask=True)
 
 
 def Identity() -> Layer:
@@ -240,7 +241,10 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         )
 
     name = f"Flatten({batch_axis}, {batch_axis_out})"
-    return make_layer(init_fn, apply_fn, fn, name, frozenset({"flatten"}))
+    def mask_fn(mask: jax.Array, input_shape: Sequence[int]) -> jax.Array:
+        return apply_fn((), jnp.broadcast_to(mask, tuple(input_shape)))
+
+    return make_layer(init_fn, apply_fn, fn, name, frozenset({"flatten"}), mask_fn=mask_fn)
 
 
 def Dropout(rate: float, mode: str = "train") -> Layer:
@@ -386,7 +390,10 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
             shape2=(*new2, k.shape2[-1]),
         )
 
-    return make_layer(init_fn, apply_fn, fn, f"Index({idx!r})", frozenset({"index"}))
+    return make_layer(
+        init_fn, apply_fn, fn, f"Index({idx!r})", frozenset({"index"}),
+        mask_fn=lambda mask, input_shape: mask[idx],
+    )
 
 
 class _Slice:
@@ -420,9 +427,19 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
     """
     check_nonneg(eps, "eps")
 
-    def apply_fn(params: tuple, x: jax.Array, **kwargs: Any) -> jax.Array:
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.var(x, axis=-1, keepdims=True)
+    def apply_fn(
+        params: tuple, x: jax.Array, *, mask: jax.Array | None = None, **kwargs: Any
+    ) -> jax.Array:
+        if mask is None:
+            mean = jnp.mean(x, axis=-1, keepdims=True)
+            var = jnp.var(x, axis=-1, keepdims=True)
+        else:  # NT's mean_and_var with a mask: statistics of the unmasked channels
+            count = x.shape[-1] - jnp.count_nonzero(
+                jnp.broadcast_to(mask, x.shape), axis=-1, keepdims=True
+            )
+            count = jnp.maximum(count, 1)
+            mean = jnp.sum(x, axis=-1, keepdims=True) / count
+            var = jnp.sum((x - mean) ** 2, axis=-1, keepdims=True) / count
         return (x - mean) / jnp.sqrt(var + eps)
 
     def fn(k: Kernel) -> Kernel:
@@ -431,6 +448,12 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
                 "LayerNorm's kernel is only implemented for centred Gaussian inputs "
                 "(put a Dense layer before it)."
             )
+        for m in (k.mask1, k.mask2):
+            if m is not None and m.shape[-1] != 1:
+                raise NotImplementedError(
+                    "LayerNorm with masks that differ across channels is not implemented in "
+                    f"the infinite-width limit (as in NT); got a mask of shape {m.shape}."
+                )
         inv1 = 1.0 / jnp.sqrt(eps + k.cov1)
         inv2 = 1.0 / jnp.sqrt(eps + k.var2)
         scale = inv1[:, None] * inv2[None, :]  # divisions on vectors only (fusion-friendly)
