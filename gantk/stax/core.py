@@ -446,7 +446,7 @@ def _plain(kernel_fn: KernelFn, get: str) -> Callable:
         x1 = points(x1, "x1")
         if x2 is not None:
             x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        out = core(x1, x2)
+        out = core(x1, x2, None, None)
         if isinstance(out, list):
             raise ValueError(
                 f"`kernel_fn` must have a single output to give a plain kernel; {name} "
