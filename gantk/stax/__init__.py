@@ -28,9 +28,9 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
     k = stax.ntk(kernel_fn)        # k(x1, x2) -> (n1, n2)
 """
 
+from gantk.stax._masking import MaskedArray, unmask_fn
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
-from gantk.stax._masking import MaskedArray, unmask_fn
 from gantk.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from gantk.stax.combinators import parallel, repeat, serial
 from gantk.stax.core import layer, nngp, ntk
