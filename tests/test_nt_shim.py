@@ -9,10 +9,10 @@ import) to the gantk modules of the same role, and nothing else.
 Not every NT case can pass: the convolutional family (``Conv``, pooling, attention) and
 ``DotGeneral``/``Aggregate`` are not implemented yet, and every masked case of NT's stax
 tests (``stax_test.test_nested_parallel``, ``requirements_test.MaskingTest``, the
-attention, aggregate and ``DotGeneral`` cases of ``linear_test``) uses one of them; gantk's masking is tested against
-NT's semantics in ``tests/test_nt_masking.py``. Each file's pass count is therefore held
-to the floor measured when the shim was written (a regression check), and the counts are
-printed::
+attention, aggregate and ``DotGeneral`` cases of ``linear_test``) uses one of them;
+gantk's masking is tested against NT's semantics in ``tests/test_nt_masking.py``. Each
+file's pass count is therefore held to the floor measured when the shim was written (a
+regression check), and the counts are printed::
 
     GANTK_NT_TESTS=/path/to/neural-tangents pytest tests/test_nt_shim.py -s -m slow
 """
