@@ -259,3 +259,14 @@ def test_monte_carlo_ntk_agrees_with_masked_kernel():
     # Without the mask the kernel differs by far more (the test can fail).
     plain = np.asarray(net[2](zero_filled(x1), zero_filled(x2), "ntk"))
     assert np.max(np.abs(plain - exact)) / np.max(np.abs(exact)) > 0.2
+
+
+def test_mask_constant_is_compared_in_the_input_dtype():
+    x = np.ones((2, 3), np.float32)
+    x[0, :] = 0.1
+    _, apply_fn, kernel_fn = stax.Dense(4, 1.0, 0.5)
+    # float32(0.1) != float64(0.1): NT compares with a weakly typed Python float.
+    assert np.asarray(kernel_fn(x, None, "nngp", mask_constant=0.1))[0, 0] == 0
+    ints = np.array([[3, 1], [3, 3]])
+    mask = apply_fn([np.ones((2, 4)), None], ints, mask_constant=3).mask
+    np.testing.assert_array_equal(mask[:, 0], [False, True])

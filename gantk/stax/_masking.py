@@ -106,7 +106,12 @@ def input_mask(x: jax.Array, mask_constant: Any) -> tuple[jax.Array, jax.Array |
     if mask_constant is None:
         return x, None
     c = jnp.asarray(mask_constant)
-    mask = jnp.where(jnp.isnan(c), jnp.isnan(x), x == c.astype(x.dtype))
+    # Compare in x's float dtype (as NT's `x == mask_constant` with a Python float), so that
+    # e.g. 0.1 matches float32 inputs; integer inputs are compared in the promoted dtype.
+    inexact = jnp.issubdtype(x.dtype, jnp.inexact)
+    dtype = x.dtype if inexact else jnp.result_type(x.dtype, c.dtype)
+    equal = x.astype(dtype) == c.astype(dtype)
+    mask = jnp.where(jnp.isnan(c), jnp.isnan(x), equal) if inexact else equal
     return zero_masked(x, mask), mask
 
 
@@ -168,9 +173,11 @@ def masked_apply(apply_fn: Callable, mask_fn: MaskFn | None) -> Callable:
             if isinstance(x, MaskedArray):
                 values.append(zero_masked(x.masked_value, x.mask))
                 masks.append(x.mask)
+            elif mask_constant is None:
+                values.append(x)
+                masks.append(None)
             else:
-                v, m = input_mask(jnp.asarray(x), mask_constant) if mask_constant is not None \
-                    else (x, None)
+                v, m = input_mask(jnp.asarray(x), mask_constant)
                 values.append(v)
                 masks.append(m)
         values_tree = treedef.unflatten(values)
