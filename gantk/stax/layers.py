@@ -84,6 +84,9 @@ def Dense(
             ``W_std``/``b_std``, an unknown ``parameterization``, or ``s`` not a pair of
             positive integers. The kernel_fn raises NotImplementedError for
             ``batch_axis != 0`` or ``channel_axis != -1``.
+
+    Masking (NT's ``Dense``): a position stays masked when all its input channels are
+    masked (``mask_fn``), and the kernel entries of masked positions are zeroed.
     """
     out_dim = check_positive_int(out_dim, "out_dim")
     for value, arg in ((batch_axis, "batch_axis"), (channel_axis, "channel_axis")):
@@ -182,7 +185,9 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     (NT): the kernels are averaged over the spatial diagonal,
     ``nngp'(x1_i, x2_j) = mean_p nngp(x1_i[p], x2_j[p])`` (likewise ``ntk``, ``cov``),
     since each output unit is one channel at one position and the next ``Dense`` sums
-    over all of them. On rank-2 inputs it is the identity.
+    over all of them. On rank-2 inputs it is the identity. Masking (NT): the mask is
+    broadcast to the input shape and flattened like the activations; masked positions
+    count as zeros in the spatial mean.
 
     Args:
         batch_axis: batch axis of the inputs (the kernel needs 0).
@@ -328,7 +333,7 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
 
     The kernel slices the batch axis of both ``x1`` and ``x2`` and the spatial axes of both
     sides of the kernel (points layout, see :mod:`gantk.stax._layout`); integers on a
-    spatial axis remove it.
+    spatial axis remove it. Masks are indexed the same way (NT).
 
     Args:
         idx: a numpy-style index, e.g. ``Slice[::2, :4]`` (``== (slice(None, None, 2),
@@ -413,7 +418,9 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
     Finite width: ``(x - mean(x)) / sqrt(var(x) + eps)`` over the last axis. Infinite width
     (centred Gaussian inputs, whose feature mean vanishes):
     ``nngp' = nngp / sqrt((eps + cov1_i)(eps + cov2_j))``, likewise ``ntk``, and
-    ``cov' = cov / (eps + cov)``.
+    ``cov' = cov / (eps + cov)``. With masked inputs (NT) the finite-width statistics are
+    over the unmasked channels (masked entries, zeroed, still enter the variance as in NT's
+    ``mean_and_var``), and the kernel needs masks that do not vary across channels.
 
     Args:
         eps: non-negative regulariser added to the variances.
