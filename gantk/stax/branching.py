@@ -43,7 +43,8 @@ def FanInSum() -> Layer:
     exact when the branches are independent centred Gaussians given the inputs (e.g. each
     ends with its own ``Dense``, or is an ``Identity`` of a Gaussian that the other
     branches transform with fresh weights). As in NT, two ``Identity`` branches of the same
-    variable are *not* recognised as perfectly correlated.
+    variable are *not* recognised as perfectly correlated. Masking (NT's ``_sum_masks``):
+    an entry stays masked when every branch masks it.
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
@@ -117,7 +118,8 @@ def FanInProd() -> Layer:
 
     For independent branches ``E[Π f_i(x) Π f_i(y)] = Π E[f_i(x) f_i(y)]``, so the NNGP
     and variances multiply and, by the product rule, ``ntk = Σ_i ntk_i Π_{j≠i} nngp_j``.
-    The product is not Gaussian (unless there is one branch), as in NT.
+    The product is not Gaussian (unless there is one branch), as in NT. Masks as
+    ``FanInSum``'s (masked in every branch).
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
@@ -151,7 +153,9 @@ def FanInConcat(axis: int = -1) -> Layer:
 
     Each output unit is a unit of one branch, so the kernels are the width-weighted means
     ``Σ_i w_i K_i / Σ_i w_i`` (``w_i`` the branch widths) of ``nngp``, ``ntk``, ``cov1``,
-    ``cov2``; the output width is ``Σ_i w_i``. As in NT the result is marked not Gaussian.
+    ``cov2``; the output width is ``Σ_i w_i``. As in NT the result is marked not Gaussian,
+    and the masks are concatenated (NT's ``_concat_masks``: each broadcast to its branch
+    width first).
 
     Args:
         axis: the concatenation axis; only the feature axis (``-1`` or ``1``) is
