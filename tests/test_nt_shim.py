@@ -33,7 +33,7 @@ NT = os.environ.get("GANTK_NT_TESTS")
 #: NT_NUM_GENERATED_CASES=4). branching_test: NT skips all 8 sampled cases on CPU ("large
 #: tests"); stax_test: 9 pass (was 5 before masking; 9 failed, 24 skipped), the failures
 #: are Conv/AvgPool (7) and two ParallelInOutTest cases whose Monte-Carlo estimate fails in
-#: gantk.batch on tuple inputs with x2 = None (IndexError in batching._split);
+#: gantk.batch on tuple inputs with x2 = (None, None) (IndexError in batching._split);
 #: elementwise_test: 8 passed in the first 28 cases (run interrupted at 18 min on a loaded
 #: machine), every failure there is `stax.Conv`.
 FLOORS = {
