@@ -32,8 +32,8 @@ def test_unknown_or_invalid_keyword_arguments_raise():
         NET[2](X1, X2, diagonal_batchh=False)
     with pytest.raises(ValueError, match="diagonal_batch"):
         NET[2](X1, X2, diagonal_batch="no")
-    with pytest.raises(NotImplementedError, match="mask_constant"):
-        NET[2](X1, X2, mask_constant=0.0)
+    with pytest.raises(ValueError, match="mask_constant"):
+        NET[2](X1, X2, mask_constant="0")
     assert NET[2](X1, X2, "nngp", mask_constant=None).shape == (5, 4)
     with pytest.raises(ValueError, match="get"):
         NET[2](X1, X2, "covariance")

@@ -28,6 +28,7 @@ Example (the GAN(TK)² ReLU discriminator kernel)::
     k = stax.ntk(kernel_fn)        # k(x1, x2) -> (n1, n2)
 """
 
+from gantk.stax._masking import MaskedArray, unmask_fn
 from gantk.stax.activations import ABRelu, Abs, Erf, Gelu, LeakyRelu, Rbf, Relu, Sin
 from gantk.stax.blocked import blocked
 from gantk.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
@@ -81,6 +82,7 @@ __all__ = [
     "Kernel",
     "LayerNorm",
     "LeakyRelu",
+    "MaskedArray",
     "Rbf",
     "Relu",
     "Sin",
@@ -93,4 +95,5 @@ __all__ = [
     "parallel",
     "repeat",
     "serial",
+    "unmask_fn",
 ]

@@ -23,16 +23,34 @@ import numpy as np
 
 from gantk._validate import is_concrete
 
-__all__ = ["batch_diagonal", "check_input", "nt_layout", "to_points"]
+__all__ = ["batch_diagonal", "check_finite", "check_input", "nt_layout", "to_points"]
 
 
-def check_input(x: Any, name: str, like: jax.Array | None = None) -> jax.Array:
+def check_finite(x: jax.Array, name: str) -> None:
+    """Raise ValueError naming ``name`` when concrete ``x`` has NaN/inf entries.
+
+    The check runs on the host (numpy) whenever ``x`` holds concrete values, also when it
+    is a constant closed over inside ``jit`` (where a ``jnp`` reduction would be staged out
+    and could not be converted to ``bool``); tracers are not checked.
+    """
+    if is_concrete(x):
+        host = np.asarray(x)
+        if not np.isfinite(host).all():
+            bad = int(np.sum(~np.isfinite(host)))
+            raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
+
+
+def check_input(
+    x: Any, name: str, like: jax.Array | None = None, finite: bool = True
+) -> jax.Array:
     """Validate one stax input of shape ``(n, *spatial, C)`` (rank >= 2).
 
     Args:
         x: array-like input.
         name: argument name for error messages (``'x1'``, ``'x2'``).
         like: when given (``x1`` for ``x2``), ``x`` must have the same non-batch shape.
+        finite: whether to reject NaN/inf entries (False when they may be masked
+            by ``mask_constant``; the caller checks after masking).
 
     Returns:
         ``x`` as a JAX array (integers cast to the default float dtype).
@@ -63,11 +81,8 @@ def check_input(x: Any, name: str, like: jax.Array | None = None) -> jax.Array:
             f"`{name}` must have the non-batch shape of `x1`, {tuple(like.shape[1:])}; got "
             f"{tuple(x.shape[1:])}."
         )
-    if is_concrete(x):
-        host = np.asarray(x)
-        if not np.isfinite(host).all():
-            bad = int(np.sum(~np.isfinite(host)))
-            raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
+    if finite:
+        check_finite(x, name)
     return x
 
 

@@ -69,8 +69,14 @@ __all__ = [
 ]
 
 
-def _elementwise(fn: Any, kernel: Any, name: str) -> Layer:
-    """Layer from an activation ``fn`` and its kernel transform (Gaussian input required)."""
+def _elementwise(fn: Any, kernel: Any, name: str, remask: bool) -> Layer:
+    """Layer from an activation ``fn`` and its kernel transform (Gaussian input required).
+
+    ``remask`` is NT's ``remask_kernel`` flag of the layer (``supports_masking`` in
+    ``neural_tangents/_src/stax/elementwise.py``): True for ``Erf``, ``Sin``, ``Rbf``,
+    ``Exp``, ``Gaussian``, ``ExpNormalized``, ``Hermite``, ``Elementwise``,
+    ``ElementwiseNumerical``; False for the others.
+    """
 
     def kmap(k: Kernel) -> Kernel:
         if not k.is_gaussian:
@@ -85,6 +91,7 @@ def _elementwise(fn: Any, kernel: Any, name: str) -> Layer:
         lambda params, x, **kwargs: fn(x),
         kmap,
         name,
+        remask=remask,
     )
 
 
@@ -190,7 +197,7 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
         ntk = None if k.ntk is None else dot * k.ntk
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
-    return _elementwise(fn, kernel, f"ABRelu({a}, {b})")
+    return _elementwise(fn, kernel, f"ABRelu({a}, {b})", remask=False)
 
 
 def Relu(do_stabilize: bool = False) -> Layer:
@@ -253,7 +260,7 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
         cov2 = None if k.cov2 is None else diag(k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=diag(k.cov1), cov2=cov2)
 
-    return _elementwise(fn, kernel, f"Erf({a}, {b}, {c})")
+    return _elementwise(fn, kernel, f"Erf({a}, {b}, {c})", remask=True)
 
 
 def _gelu_terms(n: jax.Array, p: jax.Array, q: jax.Array, with_dot: bool) -> tuple:
@@ -299,7 +306,7 @@ def Gelu(approximate: bool = False) -> Layer:
         cov2 = None if k.cov2 is None else diag(k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=diag(k.cov1), cov2=cov2)
 
-    return _elementwise(fn, kernel, "Gelu")
+    return _elementwise(fn, kernel, "Gelu", remask=False)
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
@@ -337,7 +344,7 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
         cov2 = None if k.cov2 is None else diag(k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=diag(k.cov1), cov2=cov2)
 
-    return _elementwise(fn, kernel, f"Sin({a}, {b}, {c})")
+    return _elementwise(fn, kernel, f"Sin({a}, {b}, {c})", remask=True)
 
 
 def Rbf(gamma: float = 1.0) -> Layer:
@@ -367,4 +374,4 @@ def Rbf(gamma: float = 1.0) -> Layer:
         cov2 = None if k.cov2 is None else jnp.ones_like(k.cov2)
         return k.replace(nngp=nngp, ntk=ntk, cov1=jnp.ones_like(k.cov1), cov2=cov2)
 
-    return _elementwise(fn, kernel, f"Rbf({gamma})")
+    return _elementwise(fn, kernel, f"Rbf({gamma})", remask=True)

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gantk._validate import check_positive_int
+from gantk.stax._masking import concat_masks, fan_in_all
 from gantk.stax.core import make_layer, with_width
 from gantk.stax.kernel import Kernel, Layer
 
@@ -29,6 +32,7 @@ def FanOut(num: int) -> Layer:
         lambda params, x, **kwargs: [x] * num,
         lambda k: [k] * num,
         f"FanOut({num})",
+        composite=True,  # the masks travel with the copies, as in NT
     )
 
 
@@ -39,7 +43,8 @@ def FanInSum() -> Layer:
     exact when the branches are independent centred Gaussians given the inputs (e.g. each
     ends with its own ``Dense``, or is an ``Identity`` of a Gaussian that the other
     branches transform with fresh weights). As in NT, two ``Identity`` branches of the same
-    variable are *not* recognised as perfectly correlated.
+    variable are *not* recognised as perfectly correlated. Masking (NT's ``_sum_masks``):
+    an entry stays masked when every branch masks it.
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
@@ -49,18 +54,6 @@ def FanInSum() -> Layer:
         NotImplementedError: (from ``kernel_fn``) when several branches are not Gaussian
             (as NT does).
     """
-
-    def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
-        shapes = [tuple(s) for s in input_shapes]
-        if any(s != shapes[0] for s in shapes[1:]):
-            raise ValueError(f"FanInSum needs equal input shapes; got {shapes}.")
-        return input_shapes[0], ()
-
-    def apply_fn(params: tuple, xs: Sequence, **kwargs: Any) -> jax.Array:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
 
     def fn(ks: Any) -> Kernel:
         if isinstance(ks, Kernel):
@@ -93,7 +86,23 @@ def FanInSum() -> Layer:
             is_gaussian=is_gaussian,
         )
 
-    return make_layer(init_fn, apply_fn, fn, "FanInSum")
+    init_fn, apply_fn = _elementwise_fan_in("FanInSum", operator.add)
+    return make_layer(init_fn, apply_fn, fn, "FanInSum", mask_fn=fan_in_all)
+
+
+def _elementwise_fan_in(name: str, op: Callable) -> tuple[Callable, Callable]:
+    """``init_fn``/``apply_fn`` of a fan-in that combines equal-shape branches with ``op``."""
+
+    def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
+        shapes = [tuple(s) for s in input_shapes]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError(f"{name} needs equal input shapes; got {shapes}.")
+        return input_shapes[0], ()
+
+    def apply_fn(params: tuple, xs: Sequence, **kwargs: Any) -> jax.Array:
+        return functools.reduce(op, xs)
+
+    return init_fn, apply_fn
 
 
 def _fan_in_kernels(ks: Any, name: str) -> list[Kernel]:
@@ -109,7 +118,8 @@ def FanInProd() -> Layer:
 
     For independent branches ``E[Π f_i(x) Π f_i(y)] = Π E[f_i(x) f_i(y)]``, so the NNGP
     and variances multiply and, by the product rule, ``ntk = Σ_i ntk_i Π_{j≠i} nngp_j``.
-    The product is not Gaussian (unless there is one branch), as in NT.
+    The product is not Gaussian (unless there is one branch), as in NT. Masks as
+    ``FanInSum``'s (masked in every branch).
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
@@ -117,18 +127,6 @@ def FanInProd() -> Layer:
     Raises:
         ValueError: from ``init_fn`` and ``kernel_fn`` when the branch shapes differ.
     """
-
-    def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
-        shapes = [tuple(s) for s in input_shapes]
-        if any(s != shapes[0] for s in shapes[1:]):
-            raise ValueError(f"FanInProd needs equal input shapes; got {shapes}.")
-        return input_shapes[0], ()
-
-    def apply_fn(params: tuple, xs: Sequence, **kwargs: Any) -> jax.Array:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
 
     def fn(ks: Any) -> Kernel:
         ks = _fan_in_kernels(ks, "FanInProd")
@@ -146,7 +144,8 @@ def FanInProd() -> Layer:
         cov2 = None if ks[0].cov2 is None else math.prod([k.cov2 for k in ks[1:]], start=ks[0].cov2)
         return ks[0].replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 
-    return make_layer(init_fn, apply_fn, fn, "FanInProd")
+    init_fn, apply_fn = _elementwise_fan_in("FanInProd", operator.mul)
+    return make_layer(init_fn, apply_fn, fn, "FanInProd", mask_fn=fan_in_all)
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -154,7 +153,9 @@ def FanInConcat(axis: int = -1) -> Layer:
 
     Each output unit is a unit of one branch, so the kernels are the width-weighted means
     ``Σ_i w_i K_i / Σ_i w_i`` (``w_i`` the branch widths) of ``nngp``, ``ntk``, ``cov1``,
-    ``cov2``; the output width is ``Σ_i w_i``. As in NT the result is marked not Gaussian.
+    ``cov2``; the output width is ``Σ_i w_i``. As in NT the result is marked not Gaussian,
+    and the masks are concatenated (NT's ``_concat_masks``: each broadcast to its branch
+    width first).
 
     Args:
         axis: the concatenation axis; only the feature axis (``-1`` or ``1``) is
@@ -197,4 +198,7 @@ def FanInConcat(axis: int = -1) -> Layer:
         )
         return with_width(k, total)
 
-    return make_layer(init_fn, apply_fn, fn, f"FanInConcat({axis})")
+    return make_layer(
+        init_fn, apply_fn, fn, f"FanInConcat({axis})",
+        mask_fn=lambda masks, shapes: concat_masks(masks, shapes, axis),
+    )

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from gantk.stax._masking import MaskedArray
 from gantk.stax.core import make_layer, tags_of
 from gantk.stax.kernel import Layer, kernel_map
 
@@ -65,7 +66,10 @@ def serial(*layers: Layer) -> Layer:
         return k
 
     names = ", ".join(getattr(layer[2], "_gantk_name", "?") for layer in layers)
-    return make_layer(init_fn, apply_fn, fn, f"serial({names})", tags_of(*(la[2] for la in layers)))
+    return make_layer(
+        init_fn, apply_fn, fn, f"serial({names})", tags_of(*(la[2] for la in layers)),
+        composite=True,
+    )
 
 
 def _tree_signature(tree: Any) -> Any:
@@ -121,7 +125,17 @@ def repeat(layer: Layer, n: int) -> Layer:
         return input_shape, params
 
     def apply_fn(params: Any, x: Any, **kwargs: Any) -> Any:
-        return lax.scan(lambda h, p: (layer_apply(p, h, **kwargs), None), x, params, length=n)[0]
+        if n == 0:
+            return x
+        if kwargs.get("mask_constant") is not None or isinstance(x, MaskedArray):
+            # The first copy turns x into a MaskedArray (whose mask may change shape, e.g.
+            # Dense reduces the channel axis): apply it unrolled, then scan the rest.
+            x = layer_apply(jax.tree.map(lambda p: p[0], params), x, **kwargs)
+            params, n_scan = jax.tree.map(lambda p: p[1:], params), n - 1
+        else:
+            n_scan = n
+        step = lambda h, p: (layer_apply(p, h, **kwargs), None)
+        return lax.scan(step, x, params, length=n_scan)[0]
 
     def fn(k: Any) -> Any:
         if n == 0:
@@ -139,7 +153,9 @@ def repeat(layer: Layer, n: int) -> Layer:
         return lax.scan(lambda c, _: (fn_once(c), None), k, None, length=n - 1)[0]
 
     name = getattr(layer[2], "_gantk_name", "?")
-    return make_layer(init_fn, apply_fn, fn, f"repeat({name}, {n})", tags_of(layer[2]))
+    return make_layer(
+        init_fn, apply_fn, fn, f"repeat({name}, {n})", tags_of(layer[2]), composite=True
+    )
 
 
 def _shapes(shape: Any) -> Any:
@@ -186,5 +202,6 @@ def parallel(*layers: Layer) -> Layer:
 
     names = ", ".join(getattr(layer[2], "_gantk_name", "?") for layer in layers)
     return make_layer(
-        init_fn, apply_fn, fn, f"parallel({names})", tags_of(*(la[2] for la in layers))
+        init_fn, apply_fn, fn, f"parallel({names})", tags_of(*(la[2] for la in layers)),
+        composite=True,
     )

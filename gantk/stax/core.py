@@ -22,7 +22,14 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from gantk._validate import is_concrete
-from gantk.stax._layout import batch_diagonal, check_input, nt_layout
+from gantk.stax._layout import batch_diagonal, check_finite, check_input, nt_layout
+from gantk.stax._masking import (
+    MaskFn,
+    check_mask_constant,
+    input_mask,
+    masked_apply,
+    masked_map,
+)
 from gantk.stax.kernel import (
     _KIND,
     GETS,
@@ -51,6 +58,8 @@ def _evaluate(
     fn: KernelMap,
     x1: Array,
     x2: Array | None,
+    m1: Array | None,
+    m2: Array | None,
     get: Any,
     diagonal_spatial: bool = False,
     fast: bool = True,
@@ -58,15 +67,23 @@ def _evaluate(
 ) -> Any:
     """Kernel map ``fn`` on inputs ``x1``/``x2``: the jitted core of every ``kernel_fn``.
 
-    ``fast`` selects the fused elementwise derivative (:func:`_chain`); it is only valid
-    when every layer acts entrywise on the points kernel (no ``Flatten`` of spatial
-    inputs, no ``Index``). Spatial outputs are returned in NT's layout.
+    ``m1``/``m2`` are NT's input masks (None without ``mask_constant``; the masked entries
+    of ``x1``/``x2`` are already zero). ``fast`` selects the fused elementwise derivative
+    (:func:`_chain`); it is only valid when every layer acts entrywise on the points
+    kernel (no ``Flatten`` of spatial inputs, no ``Index``) and nothing is masked.
+    Spatial outputs are returned in NT's layout.
     """
     shape1, shape2 = tuple(x1.shape), tuple((x1 if x2 is None else x2).shape)
     _, _, c1, c2, n0 = _input_moments(x1, x2)
     c2 = c1 if c2 is None else c2
     fields = _fields(get)
     run = _Chain(fn, fields, _needs_ntk(get), x2 is not None, shape1, shape2, same)
+    if m1 is not None:  # masked: plain autodiff, masks of the outputs returned as well
+        template = jax.eval_shape(run.kernel, n0, c1, c2, m1, m2)
+        tree = run.kernel(n0, c1, c2, m1, m2)
+        arrays, masks = run.arrays(tree, n0.shape), iter(run.masks(tree))
+        result = run.rebuild(template, iter(arrays), get, masks)
+        return _spatial_out(result, template, get, diagonal_spatial)
     template = jax.eval_shape(run.kernel, n0, c1, c2)
     run.kinds = tuple(_KIND[f] for f, _ in run.entries(template))
     arrays = _chain(run, n0, c1, c2) if fast else run(n0, c1, c2)
@@ -145,8 +162,12 @@ def _assemble(arrays: Any, template: Any, get: Any, covs: Any) -> Any:
     return _namedtuple(get)(*(values[g] for g in get))
 
 
-def _check_kwargs(kwargs: dict) -> tuple[bool, bool]:
-    """Validate NT's ``kernel_fn`` keyword arguments; return the two diagonal flags."""
+def _check_kwargs(kwargs: dict) -> tuple[bool, bool, Any]:
+    """Validate NT's ``kernel_fn`` keyword arguments.
+
+    Returns:
+        ``(diagonal_batch, diagonal_spatial, mask_constant)``.
+    """
     unknown = sorted(set(kwargs) - set(KERNEL_KWARGS))
     if unknown:
         raise TypeError(
@@ -156,11 +177,25 @@ def _check_kwargs(kwargs: dict) -> tuple[bool, bool]:
     for name in ("diagonal_batch", "diagonal_spatial"):
         if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
             raise ValueError(f"`{name}` must be a bool; got {kwargs[name]!r}.")
-    if kwargs.get("mask_constant") is not None:
-        raise NotImplementedError(
-            "`mask_constant` (masked inputs) is not implemented in gantk.stax; pass None."
-        )
-    return bool(kwargs.get("diagonal_batch", True)), bool(kwargs.get("diagonal_spatial", False))
+    mask_constant = check_mask_constant(kwargs.get("mask_constant"))
+    return (
+        bool(kwargs.get("diagonal_batch", True)),
+        bool(kwargs.get("diagonal_spatial", False)),
+        mask_constant,
+    )
+
+
+def _masked_input(x: Any, name: str, mask_constant: Any, like: Any = None) -> tuple:
+    """``check_input`` then NT's input mask: ``(x with masked entries zeroed, mask)``.
+
+    With a ``mask_constant`` the finiteness check runs after masking, so NaN/inf entries
+    are accepted exactly when they are masked (``mask_constant=nan`` / ``inf``).
+    """
+    x = check_input(x, name, like, finite=mask_constant is None)
+    x, mask = input_mask(x, mask_constant)
+    if mask is not None:
+        check_finite(x, name)
+    return x, mask
 
 
 #: Layer tags that break the entrywise structure of the points kernel (see ``_evaluate``).
@@ -169,7 +204,12 @@ _NOT_ENTRYWISE_SPATIAL = {"index", "flatten", "opaque"}
 
 
 def _tuple_inputs(
-    fn: KernelMap, x1: Sequence, x2: Sequence | None, get: Any, diagonal_batch: bool
+    fn: KernelMap,
+    x1: Sequence,
+    x2: Sequence | None,
+    get: Any,
+    diagonal_batch: bool,
+    mask_constant: Any = None,
 ) -> Any:
     """``kernel_fn`` on a tuple of inputs (networks that start with ``parallel``)."""
     if isinstance(x2, (tuple, list)) and all(x is None for x in x2):
@@ -178,13 +218,18 @@ def _tuple_inputs(
         raise ValueError(
             f"`x2` must be None or a tuple of {len(x1)} arrays like `x1`; got {type(x2).__name__}."
         )
-    xs1 = [check_input(x, f"x1[{i}]") for i, x in enumerate(x1)]
-    xs2 = None if x2 is None else [check_input(x, f"x2[{i}]", xs1[i]) for i, x in enumerate(x2)]
-    if any(x.ndim > 2 for x in xs1):
+    xs1 = [_masked_input(x, f"x1[{i}]", mask_constant) for i, x in enumerate(x1)]
+    xs2 = None
+    if x2 is not None:
+        xs2 = [_masked_input(x, f"x2[{i}]", mask_constant, xs1[i][0]) for i, x in enumerate(x2)]
+    if any(x.ndim > 2 for x, _ in xs1):
         raise NotImplementedError("tuple inputs of rank > 2 are not implemented in gantk.stax.")
 
     def inputs(a: list, b: list | None) -> list:
-        return [input_kernel(x, None if b is None else b[i], True) for i, x in enumerate(a)]
+        return [
+            input_kernel(x, None if b is None else b[i][0], True, m, None if b is None else b[i][1])
+            for i, (x, m) in enumerate(a)
+        ]
 
     full = jax.jit(lambda a, b: fn(inputs(a, b)))(xs1, xs2)
     full = _select(full, None)
@@ -204,6 +249,10 @@ def make_layer(
     fn: KernelMap,
     name: str,
     tags: frozenset[str] = frozenset(),
+    *,
+    mask_fn: MaskFn | None = None,
+    remask: bool = False,
+    composite: bool = False,
 ) -> Layer:
     """Wrap a kernel map into an NT-style ``(init_fn, apply_fn, kernel_fn)`` triple.
 
@@ -221,7 +270,16 @@ def make_layer(
       full ``(n1, n1, ...)`` NNGP of ``x1`` with itself and ``cov2`` that of ``x2``, or
       None when ``x2`` is None), ``diagonal_spatial`` (default False; for outputs with
       spatial axes, True keeps equal positions only: ``nngp`` ``(n1, n2, *spatial)``
-      instead of ``(n1, n2, s1, s1', s2, s2', ...)``) and ``mask_constant`` (only None).
+      instead of ``(n1, n2, s1, s1', s2, s2', ...)``) and ``mask_constant`` (default
+      None; a real scalar, NaN allowed: input entries equal to it are masked, with NT's
+      semantics, see :mod:`gantk.stax._masking`; ``mask1``/``mask2`` of the result
+      carry the masks).
+
+    Unless ``composite``, the layer supports masking as NT's ``supports_masking``: its
+    ``apply_fn`` takes ``mask_constant=`` (and :class:`~gantk.stax._masking.MaskedArray`
+    inputs) and returns a ``MaskedArray`` when something is masked, and its kernel map
+    propagates ``Kernel.mask1``/``mask2`` with ``mask_fn`` (then remasks when
+    ``remask``).
 
     It is jittable with ``get`` static (``jax.jit(kernel_fn, static_argnames='get')``)
     when only array fields are asked, and ``vmap``/``grad`` friendly; it is jitted
@@ -235,13 +293,26 @@ def make_layer(
         name: description; the part before ``(`` names the three functions.
         tags: structural tags of the layer and its sublayers (``'flatten'``,
             ``'index'``), which disable the fused entrywise derivative where needed.
+        mask_fn: NT's ``mask_fn(mask, input_shape) -> mask`` of the layer (None: the
+            mask is unchanged); lists of masks and shapes for fan-in layers.
+        remask: NT's ``remask_kernel``: zero the kernel entries of masked positions
+            after the layer.
+        composite: the layer is made of layers that handle masks themselves
+            (``serial``, ``parallel``, ``repeat``, ``FanOut``, user layers): masks and
+            ``mask_constant`` pass through untouched.
 
     Raises (from the returned ``kernel_fn``):
         ValueError: when ``x1``/``x2`` have rank < 2, different non-batch shapes or
-            (when concrete) non-finite entries, ``get`` is unknown, or a flag is not bool.
+            (when concrete) non-finite entries that are not masked, ``get`` is unknown, a
+            flag is not bool or ``mask_constant`` is not None or a real scalar.
         TypeError: on any other keyword argument.
-        NotImplementedError: on a ``mask_constant`` other than None.
+        NotImplementedError: (as NT) when a ``remask`` layer or ``LayerNorm`` gets masks
+            that vary along the channel axis (e.g. ``Erf`` applied to a partially masked
+            input; put a ``Dense`` first).
     """
+    if not composite:
+        fn = masked_map(fn, mask_fn, remask)
+        apply_fn = masked_apply(apply_fn, mask_fn)
     core = jax.jit(
         functools.partial(_evaluate, fn),
         static_argnames=("get", "fast", "diagonal_spatial", "same"),
@@ -249,16 +320,17 @@ def make_layer(
     on_kernels = jax.jit(lambda k, get: _select(fn(k), get), static_argnames=("get",))
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **kwargs: Any) -> Any:
-        diagonal_batch, ds = _check_kwargs(kwargs)
+        diagonal_batch, ds, mask_constant = _check_kwargs(kwargs)
         get = _canonical_get(get)
         if _is_kernel_tree(x1):
             full = on_kernels(x1, get=None)
             return full if get is None else _assemble(full, full, get, None)
         if isinstance(x1, (tuple, list)):
-            return _tuple_inputs(fn, x1, x2, get, diagonal_batch)
-        x1 = check_input(x1, "x1")
+            return _tuple_inputs(fn, x1, x2, get, diagonal_batch, mask_constant)
+        x1, m1 = _masked_input(x1, "x1", mask_constant)
+        m2 = None
         if x2 is not None:
-            x2 = check_input(x2, "x2", x1)
+            x2, m2 = _masked_input(x2, "x2", mask_constant, x1)
         spatial = x1.ndim > 2
         fast = not (tags & (_NOT_ENTRYWISE_SPATIAL if spatial else _NOT_ENTRYWISE))
         same = None
@@ -268,11 +340,12 @@ def make_layer(
                 and bool(np.array_equal(np.asarray(x1), np.asarray(x2)))
             )
         run = functools.partial(core, fast=fast, diagonal_spatial=ds, same=same)
+        both, only1, only2 = (x1, x2, m1, m2), (x1, None, m1, None), (x2, None, m2, None)
         arr, fields = _array_fields(get), _fields(get)
         covs = None
         wants_cov = "cov1" in fields or "cov2" in fields
         if spatial and wants_cov:
-            shape = jax.eval_shape(functools.partial(run, get=None), x1, None)
+            shape = jax.eval_shape(functools.partial(run, get=None), *only1)
             out_spatial = len(_first(shape).shape1) > 2
             if out_spatial and (ds and diagonal_batch):
                 wants_cov = False  # the variances come out of the main evaluation
@@ -280,17 +353,18 @@ def make_layer(
             out_spatial = False
         if wants_cov and (not diagonal_batch or out_spatial):
             covs = tuple(
-                None if x is None else _self_cov(run(x, None, get="nngp"), diagonal_batch)
-                for x in (x1, x2)
+                None if a[0] is None else _self_cov(run(*a, get="nngp"), diagonal_batch)
+                for a in (only1, only2)
             )
-        if arr is None:
-            arrays = template = run(x1, x2, get=None)
+        wants_mask = m1 is not None and ("mask1" in fields or "mask2" in fields)
+        if arr is None or wants_mask:
+            arrays = template = run(*both, get=None)
         elif covs is None and len(arr) == len(fields):
-            return run(x1, x2, get=get)  # the common case: arrays only, as asked
+            return run(*both, get=get)  # the common case: arrays only, as asked
         else:
-            arrays = run(x1, x2, get=arr) if arr else None
+            arrays = run(*both, get=arr) if arr else None
             # Metadata: from shapes only (nothing is computed).
-            template = jax.eval_shape(functools.partial(run, get=None), x1, x2)
+            template = jax.eval_shape(functools.partial(run, get=None), *both)
         return _assemble(arrays, template, get, covs)
 
     short = name.split("(")[0]
@@ -328,7 +402,12 @@ def layer(layer_fn: Callable[..., tuple]) -> Callable[..., Layer]:
     def new_layer(*args: Any, **kwargs: Any) -> Layer:
         init_fn, apply_fn, kernel_fn = layer_fn(*args, **kwargs)
         return make_layer(
-            init_fn, apply_fn, lambda k: kernel_fn(k), layer_fn.__name__, frozenset({"opaque"})
+            init_fn,
+            apply_fn,
+            lambda k: kernel_fn(k),
+            layer_fn.__name__,
+            frozenset({"opaque"}),
+            composite=True,  # as an NT layer without supports_masking
         )
 
     return new_layer
@@ -367,7 +446,7 @@ def _plain(kernel_fn: KernelFn, get: str) -> Callable:
         x1 = points(x1, "x1")
         if x2 is not None:
             x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
-        out = core(x1, x2)
+        out = core(x1, x2, None, None)
         if isinstance(out, list):
             raise ValueError(
                 f"`kernel_fn` must have a single output to give a plain kernel; {name} "

@@ -108,7 +108,8 @@ def Exp(a: float = 1.0, b: float = 1.0) -> Layer:
         return a_sq * jnp.exp(2.0 * b_sq * c)
 
     return _elementwise(
-        lambda x: a * jnp.exp(b * x), lambda k: _map(k, pair, diag), f"Exp({a}, {b})"
+        lambda x: a * jnp.exp(b * x), lambda k: _map(k, pair, diag), f"Exp({a}, {b})",
+        remask=True,
     )
 
 
@@ -132,7 +133,7 @@ def Gaussian(a: float = 1.0, b: float = -1.0) -> Layer:
         return a_sq * recip(sqrt(1.0 - 4.0 * b * c))
 
     fn = lambda x: a * jnp.exp(b * x * x)
-    return _elementwise(fn, lambda k: _map(k, pair, diag), f"Gaussian({a}, {b})")
+    return _elementwise(fn, lambda k: _map(k, pair, diag), f"Gaussian({a}, {b})", remask=True)
 
 
 def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False) -> Layer:
@@ -176,7 +177,7 @@ def ExpNormalized(gamma: float = 1.0, shift: float = -1.0, do_clip: bool = False
     def fn(x: jax.Array) -> jax.Array:
         raise NotImplementedError("ExpNormalized has no finite-width apply_fn (as in NT).")
 
-    return _elementwise(fn, kernel, f"ExpNormalized({gamma}, {shift}, {do_clip})")
+    return _elementwise(fn, kernel, f"ExpNormalized({gamma}, {shift}, {do_clip})", remask=True)
 
 
 def _hermite_coefficients(coef: np.ndarray) -> list[np.ndarray]:
@@ -246,7 +247,7 @@ def Polynomial(coef: Sequence[float]) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return jnp.polyval(jnp.asarray(coef[::-1], x.dtype), x)
 
-    return _elementwise(fn, _polynomial_kernel(coef), f"Polynomial({coef.tolist()})")
+    return _elementwise(fn, _polynomial_kernel(coef), f"Polynomial({coef.tolist()})", remask=False)
 
 
 def Monomial(degree: int) -> Layer:
@@ -258,7 +259,9 @@ def Monomial(degree: int) -> Layer:
     degree = _check_int(degree, "degree")
     coef = np.zeros(degree + 1)
     coef[degree] = 1.0
-    return _elementwise(lambda x: x**degree, _polynomial_kernel(coef), f"Monomial({degree})")
+    return _elementwise(
+        lambda x: x**degree, _polynomial_kernel(coef), f"Monomial({degree})", remask=False
+    )
 
 
 def _arccos_polynomials(n: int) -> tuple[_Poly, _Poly]:
@@ -336,7 +339,7 @@ def RectifiedMonomial(degree: int) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return jnp.where(x >= 0, x**n, 0.0)
 
-    return _elementwise(fn, lambda k: _map(k, pair, diag), f"RectifiedMonomial({n})")
+    return _elementwise(fn, lambda k: _map(k, pair, diag), f"RectifiedMonomial({n})", remask=False)
 
 
 def Sign() -> Layer:
@@ -349,7 +352,7 @@ def Sign() -> Layer:
     def diag(c: jax.Array) -> jax.Array:
         return jnp.where(c == 0, 0.0, 1.0).astype(c.dtype)
 
-    return _elementwise(jnp.sign, lambda k: _map(k, pair, diag), "Sign")
+    return _elementwise(jnp.sign, lambda k: _map(k, pair, diag), "Sign", remask=False)
 
 
 def Hermite(degree: int) -> Layer:
@@ -372,7 +375,7 @@ def Hermite(degree: int) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return jnp.polyval(jnp.asarray(p, x.dtype), x) / norm
 
-    return _elementwise(fn, lambda k: _map(k, pair, lambda c: c**n), f"Hermite({n})")
+    return _elementwise(fn, lambda k: _map(k, pair, lambda c: c**n), f"Hermite({n})", remask=True)
 
 
 def Gabor() -> Layer:
@@ -404,7 +407,7 @@ def Gabor() -> Layer:
         return -jnp.expm1(-2.0 * c / den) / (2.0 * jnp.sqrt(den))
 
     fn = lambda x: jnp.exp(-x * x) * jnp.sin(x)
-    return _elementwise(fn, lambda k: _map(k, pair, diag), "Gabor")
+    return _elementwise(fn, lambda k: _map(k, pair, diag), "Gabor", remask=False)
 
 
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
@@ -415,7 +418,10 @@ def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """
     finite_real(c, "c")
     init_fn, apply_fn, kernel_fn = Sin(a, b, c + math.pi / 2)
-    return make_layer(init_fn, apply_fn, kernel_map(kernel_fn), f"Cos({a}, {b}, {c})")
+    # Sin's functions already handle masks (remask, as NT's Cos = Sin(c + pi/2)).
+    return make_layer(
+        init_fn, apply_fn, kernel_map(kernel_fn), f"Cos({a}, {b}, {c})", composite=True
+    )
 
 
 def Sigmoid_like() -> Layer:
@@ -472,7 +478,7 @@ def Elementwise(
             raise NotImplementedError("Elementwise: no `fn` given, so no apply_fn.")
         return fn(x)
 
-    return _elementwise(apply, kernel, f"Elementwise({label})")
+    return _elementwise(apply, kernel, f"Elementwise({label})", remask=True)
 
 
 def ElementwiseNumerical(fn: Callable, deg: int, df: Callable | None = None) -> Layer:
@@ -514,5 +520,5 @@ def ElementwiseNumerical(fn: Callable, deg: int, df: Callable | None = None) -> 
 
     label = getattr(fn, "__name__", "fn")
     return _elementwise(
-        fn, lambda k: _map(k, pair, diag), f"ElementwiseNumerical({label}, deg={deg})"
+        fn, lambda k: _map(k, pair, diag), f"ElementwiseNumerical({label}, deg={deg})", remask=True
     )

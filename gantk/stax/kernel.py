@@ -27,13 +27,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
-from gantk._validate import as_points, check_choice, is_concrete
-from gantk.stax._layout import to_points
+from gantk._validate import as_points, check_choice
+from gantk.stax._layout import check_finite, to_points
 
 __all__ = [
     "ALL_GETS",
@@ -53,20 +52,15 @@ def points(
 ) -> jax.Array:
     """Validate a point cloud ``(n, d)`` like :func:`gantk._validate.as_points`.
 
-    The finiteness check runs on the host (numpy) whenever ``x`` holds concrete values,
-    also when it is a constant closed over inside ``jit`` (where a ``jnp`` reduction
-    would be staged out and could not be converted to ``bool``); tracers are not checked.
+    The finiteness check is :func:`gantk.stax._layout.check_finite` (also on constants
+    closed over inside ``jit``; tracers are not checked).
 
     Raises:
         ValueError: naming ``name`` on a rank other than 2, no points, a feature dimension
             other than ``dim``, or (when concrete) NaN/inf entries.
     """
     arr = as_points(x, name, dim=dim, dim_name=dim_name, check_finite=False)
-    if is_concrete(arr):
-        host = np.asarray(arr)
-        if not np.isfinite(host).all():
-            bad = int(np.sum(~np.isfinite(host)))
-            raise ValueError(f"`{name}` must be finite; got {bad} non-finite entries (NaN or inf).")
+    check_finite(arr, name)
     return arr
 
 
@@ -95,7 +89,7 @@ KERNEL_KWARGS = ("diagonal_batch", "diagonal_spatial", "mask_constant")
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["nngp", "ntk", "cov1", "cov2"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
     meta_fields=["is_gaussian", "shape1", "shape2", "same_inputs"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +112,11 @@ class Kernel:
         shape2: same for ``x2``.
         same_inputs: whether ``x2`` is ``x1`` (``kernel_fn(x1, None)``); None means
             "``cov2 is None``" (inside a kernel map ``cov2`` may be carried explicitly).
+        mask1: NT's mask of the layer's output on ``x1`` (``kernel_fn(...,
+            mask_constant=c)``): a boolean array broadcastable to ``shape1`` (same rank,
+            1 on the channel axis once a ``Dense`` has reduced it), True where masked;
+            None without masking (see :mod:`gantk.stax._masking`).
+        mask2: same for ``x2``; None when ``x2`` is ``x1`` (then ``mask1`` applies).
 
     Inputs of rank > 2 ``(n, *spatial, C)`` are held in the *points* layout (see
     :mod:`gantk.stax._layout`): ``nngp`` is ``(n1 * P, n2 * P)`` over all positions,
@@ -132,6 +131,8 @@ class Kernel:
     shape1: tuple[int, ...] = ()
     shape2: tuple[int, ...] = ()
     same_inputs: bool | None = None
+    mask1: Bool[Array, "..."] | None = None
+    mask2: Bool[Array, "..."] | None = None
 
     def replace(self, **changes: Any) -> Kernel:
         """Return a copy with some fields replaced."""
@@ -178,16 +179,6 @@ class Kernel:
         """NT's flag for an input kernel; False for every layer output."""
         return False
 
-    @property
-    def mask1(self) -> None:
-        """Input mask of ``x1`` (masking is not supported: always None)."""
-        return None
-
-    @property
-    def mask2(self) -> None:
-        """Input mask of ``x2`` (always None)."""
-        return None
-
 
 #: What a kernel map consumes and returns: one kernel, or a list for branching layers.
 KernelTree = Kernel | list
@@ -218,7 +209,11 @@ def _input_moments(
 
 
 def input_kernel(
-    x1: Float[Array, "n1 *s d"], x2: Float[Array, "n2 *s d"] | None, compute_ntk: bool
+    x1: Float[Array, "n1 *s d"],
+    x2: Float[Array, "n2 *s d"] | None,
+    compute_ntk: bool,
+    mask1: Bool[Array, "n1 *s d"] | None = None,
+    mask2: Bool[Array, "n2 *s d"] | None = None,
 ) -> Kernel:
     """NT's input kernel: ``nngp = x1 x2^T / d``, ``cov_i = |x_i|^2 / d``, ``ntk = 0``.
 
@@ -227,6 +222,11 @@ def input_kernel(
             points layout, see :class:`Kernel`).
         x2: inputs shaped like ``x1``, or ``None`` for ``x2 = x1``.
         compute_ntk: when False, ``ntk`` is ``None`` and no NTK work is done downstream.
+        mask1: NT's input mask of ``x1`` (shape of ``x1``, True where masked; see
+            :func:`gantk.stax._masking.input_mask`), or None. As in NT's
+            ``_inputs_to_kernel`` the masked entries must already be zero in ``x1`` and
+            the input kernel itself is not remasked.
+        mask2: same for ``x2`` (None when ``x2`` is None).
 
     Returns:
         The input :class:`Kernel` (not Gaussian), in the common dtype of ``x1``/``x2``.
@@ -243,6 +243,8 @@ def input_kernel(
         shape1=shape1,
         shape2=shape2,
         same_inputs=x2 is None,
+        mask1=mask1,
+        mask2=mask2,
     )
 
 
@@ -331,7 +333,9 @@ class _Chain:
         self.same = (not has_x2) if same is None else same
         self.kinds: tuple[str, ...] = ()
 
-    def kernel(self, n0: Array, c1: Array, c2: Array) -> Any:
+    def kernel(
+        self, n0: Array, c1: Array, c2: Array, m1: Array | None = None, m2: Array | None = None
+    ) -> Any:
         k = Kernel(
             nngp=n0,
             ntk=jnp.zeros((), n0.dtype) if self.compute_ntk else None,
@@ -341,8 +345,17 @@ class _Chain:
             shape1=self.shape1,
             shape2=self.shape2,
             same_inputs=self.same,
+            mask1=m1,
+            mask2=m2,
         )
         return self.fn(k)
+
+    @staticmethod
+    def masks(tree: Any) -> list[tuple[Any, Any]]:
+        """``(mask1, mask2)`` of every output kernel, branches in order."""
+        if isinstance(tree, list):
+            return [m for t in tree for m in _Chain.masks(t)]
+        return [(tree.mask1, tree.mask2)]
 
     def entries(self, tree: Any) -> list[tuple[str, Any]]:
         """``(field, value)`` pairs of the requested fields, branches in order."""
@@ -357,24 +370,35 @@ class _Chain:
         return out
 
     def __call__(self, n0: Array, c1: Array, c2: Array) -> tuple[Array, ...]:
+        return self.arrays(self.kernel(n0, c1, c2), n0.shape)
+
+    def arrays(self, tree: Any, shape: tuple[int, ...]) -> tuple[Array, ...]:
+        """The requested arrays of the output ``tree`` (see :meth:`entries`)."""
         arrays = []
-        for f, value in self.entries(self.kernel(n0, c1, c2)):
+        for f, value in self.entries(tree):
             if _KIND[f] == "ij" and jnp.ndim(value) == 0:  # ntk of a net without params
-                value = jnp.broadcast_to(value, n0.shape)
+                value = jnp.broadcast_to(value, shape)
             arrays.append(value)
         return tuple(arrays)
 
-    def rebuild(self, tree: Any, arrays: Any, get: tuple[str, ...] | str | None) -> Any:
-        """Assemble the user-facing result from the template ``tree`` and ``arrays``."""
+    def rebuild(
+        self, tree: Any, arrays: Any, get: tuple[str, ...] | str | None, masks: Any = None
+    ) -> Any:
+        """Assemble the user-facing result from the template ``tree`` and ``arrays``.
+
+        ``masks`` (an iterator over :meth:`masks` of the evaluated tree) fills the masks of
+        a full :class:`Kernel` result; without it they are None.
+        """
         if isinstance(tree, list):
-            return [self.rebuild(t, arrays, get) for t in tree]
+            return [self.rebuild(t, arrays, get, masks) for t in tree]
         values = dict.fromkeys(GETS)
         for f in self.fields:  # the order of `entries`
             value = getattr(tree, f)
             if not (value is None or (f == "cov2" and not self.has_x2)):
                 values[f] = next(arrays)
+        m1, m2 = (None, None) if masks is None else next(masks)
         if get is None:
-            return tree.replace(**values)
+            return tree.replace(**values, mask1=m1, mask2=m2)
         if isinstance(get, str):
             return values[get]
         return _namedtuple(get)(*(values[g] for g in get))

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gantk._validate import check_choice, check_nonneg, check_positive_int
+from gantk.stax._masking import channel_all
 from gantk.stax.core import make_layer, with_width
 from gantk.stax.kernel import Kernel, Layer
 
@@ -83,6 +84,9 @@ def Dense(
             ``W_std``/``b_std``, an unknown ``parameterization``, or ``s`` not a pair of
             positive integers. The kernel_fn raises NotImplementedError for
             ``batch_axis != 0`` or ``channel_axis != -1``.
+
+    Masking (NT's ``Dense``): a position stays masked when all its input channels are
+    masked (``mask_fn``), and the kernel entries of masked positions are zeroed.
     """
     out_dim = check_positive_int(out_dim, "out_dim")
     for value, arg in ((batch_axis, "batch_axis"), (channel_axis, "channel_axis")):
@@ -156,7 +160,7 @@ def Dense(
         return with_width(k, width)
 
     name = f"Dense({out_dim}, W_std={W_std}, b_std={b_std}, {parameterization}, s={tuple(s)})"
-    return make_layer(init_fn, apply_fn, fn, name)
+    return make_layer(init_fn, apply_fn, fn, name, mask_fn=channel_all(channel_axis), remask=True)
 
 
 def Identity() -> Layer:
@@ -181,7 +185,9 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     (NT): the kernels are averaged over the spatial diagonal,
     ``nngp'(x1_i, x2_j) = mean_p nngp(x1_i[p], x2_j[p])`` (likewise ``ntk``, ``cov``),
     since each output unit is one channel at one position and the next ``Dense`` sums
-    over all of them. On rank-2 inputs it is the identity.
+    over all of them. On rank-2 inputs it is the identity. Masking (NT): the mask is
+    broadcast to the input shape and flattened like the activations; masked positions
+    count as zeros in the spatial mean.
 
     Args:
         batch_axis: batch axis of the inputs (the kernel needs 0).
@@ -240,7 +246,10 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         )
 
     name = f"Flatten({batch_axis}, {batch_axis_out})"
-    return make_layer(init_fn, apply_fn, fn, name, frozenset({"flatten"}))
+    def mask_fn(mask: jax.Array, input_shape: Sequence[int]) -> jax.Array:
+        return apply_fn((), jnp.broadcast_to(mask, tuple(input_shape)))
+
+    return make_layer(init_fn, apply_fn, fn, name, frozenset({"flatten"}), mask_fn=mask_fn)
 
 
 def Dropout(rate: float, mode: str = "train") -> Layer:
@@ -324,7 +333,7 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
 
     The kernel slices the batch axis of both ``x1`` and ``x2`` and the spatial axes of both
     sides of the kernel (points layout, see :mod:`gantk.stax._layout`); integers on a
-    spatial axis remove it.
+    spatial axis remove it. Masks are indexed the same way (NT).
 
     Args:
         idx: a numpy-style index, e.g. ``Slice[::2, :4]`` (``== (slice(None, None, 2),
@@ -386,7 +395,10 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
             shape2=(*new2, k.shape2[-1]),
         )
 
-    return make_layer(init_fn, apply_fn, fn, f"Index({idx!r})", frozenset({"index"}))
+    return make_layer(
+        init_fn, apply_fn, fn, f"Index({idx!r})", frozenset({"index"}),
+        mask_fn=lambda mask, input_shape: mask[idx],
+    )
 
 
 class _Slice:
@@ -406,7 +418,9 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
     Finite width: ``(x - mean(x)) / sqrt(var(x) + eps)`` over the last axis. Infinite width
     (centred Gaussian inputs, whose feature mean vanishes):
     ``nngp' = nngp / sqrt((eps + cov1_i)(eps + cov2_j))``, likewise ``ntk``, and
-    ``cov' = cov / (eps + cov)``.
+    ``cov' = cov / (eps + cov)``. With masked inputs (NT) the finite-width statistics are
+    over the unmasked channels (masked entries, zeroed, still enter the variance as in NT's
+    ``mean_and_var``), and the kernel needs masks that do not vary across channels.
 
     Args:
         eps: non-negative regulariser added to the variances.
@@ -420,9 +434,19 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
     """
     check_nonneg(eps, "eps")
 
-    def apply_fn(params: tuple, x: jax.Array, **kwargs: Any) -> jax.Array:
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.var(x, axis=-1, keepdims=True)
+    def apply_fn(
+        params: tuple, x: jax.Array, *, mask: jax.Array | None = None, **kwargs: Any
+    ) -> jax.Array:
+        if mask is None:
+            mean = jnp.mean(x, axis=-1, keepdims=True)
+            var = jnp.var(x, axis=-1, keepdims=True)
+        else:  # NT's mean_and_var with a mask: statistics of the unmasked channels
+            count = x.shape[-1] - jnp.count_nonzero(
+                jnp.broadcast_to(mask, x.shape), axis=-1, keepdims=True
+            )
+            count = jnp.maximum(count, 1)
+            mean = jnp.sum(x, axis=-1, keepdims=True) / count
+            var = jnp.sum((x - mean) ** 2, axis=-1, keepdims=True) / count
         return (x - mean) / jnp.sqrt(var + eps)
 
     def fn(k: Kernel) -> Kernel:
@@ -431,6 +455,12 @@ def LayerNorm(eps: float = 1e-12) -> Layer:
                 "LayerNorm's kernel is only implemented for centred Gaussian inputs "
                 "(put a Dense layer before it)."
             )
+        for m in (k.mask1, k.mask2):
+            if m is not None and m.shape[-1] != 1:
+                raise NotImplementedError(
+                    "LayerNorm with masks that differ across channels is not implemented in "
+                    f"the infinite-width limit (as in NT); got a mask of shape {m.shape}."
+                )
         inv1 = 1.0 / jnp.sqrt(eps + k.cov1)
         inv2 = 1.0 / jnp.sqrt(eps + k.var2)
         scale = inv1[:, None] * inv2[None, :]  # divisions on vectors only (fusion-friendly)
