@@ -62,12 +62,19 @@ def _assemble(grid: list[list[Any]], same: bool) -> Any:
         cov2 = None
         if not same and first.cov2 is not None:
             cov2 = jnp.concatenate([k.cov2 for k in grid[0]])
+        def mask(tiles: list[Any]) -> Any:  # boolean masks, batch axis 0 (NT's layout)
+            if any(m is None for m in tiles):
+                return None
+            return jnp.concatenate(tiles)
+
         n1, n2 = sum(r[0].nngp.shape[0] for r in grid), sum(k.nngp.shape[1] for k in grid[0])
         return first.replace(
             nngp=field("nngp"),
             ntk=field("ntk"),
             cov1=cov1,
             cov2=cov2,
+            mask1=mask([r[0].mask1 for r in grid]),
+            mask2=None if same else mask([k.mask2 for k in grid[0]]),
             shape1=(n1, *first.shape1[1:]),
             shape2=(n1 if same else n2, *first.shape2[1:]),
         )
@@ -121,7 +128,7 @@ def batch(
 
     @functools.wraps(kernel_fn)
     def batched(x1: Any, x2: Any = None, *args: Any, **kwargs: Any) -> Any:
-        same = x2 is None
+        same = x2 is None or not jax.tree.leaves(x2)  # NT: x2=(None, None) for tuple inputs
         rows = _tiles(x1, batch_size)
         cols = rows if same else _tiles(x2, batch_size)
         if len(rows) == 1 and len(cols) == 1:

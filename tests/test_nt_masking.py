@@ -270,3 +270,20 @@ def test_mask_constant_is_compared_in_the_input_dtype():
     ints = np.array([[3, 1], [3, 3]])
     mask = apply_fn([np.ones((2, 4)), None], ints, mask_constant=3).mask
     np.testing.assert_array_equal(mask[:, 0], [False, True])
+
+
+def test_batched_kernel_concatenates_the_masks_of_its_tiles():
+    x1, x2 = masked_inputs(5), masked_inputs(4, seed=3)
+    kfn = stax.serial(stax.Dense(8, 1.0, 0.2), stax.Erf(), stax.Dense(1))[2]
+    ref = kfn(x1, x2, None, mask_constant=C)
+    out = gantk.batch(kfn, batch_size=2)(x1, x2, None, mask_constant=C)
+    np.testing.assert_allclose(out.ntk, ref.ntk, rtol=1e-12)
+    np.testing.assert_array_equal(out.mask1, ref.mask1)
+    np.testing.assert_array_equal(out.mask2, ref.mask2)
+    assert out.mask1.shape[0] == 5 and out.mask2.shape[0] == 4
+    # NT's tuple-input convention x2 = (None, None) means x2 = x1, also in tiles
+    net = stax.serial(stax.parallel(stax.Dense(8), stax.Dense(8)), stax.FanInSum(),
+                      stax.Dense(1))
+    a, b = x1[:, :, 0], x1[:, :, 1]
+    tiled = gantk.batch(net[2], batch_size=2)((a, b), (None, None), "nngp")
+    np.testing.assert_allclose(tiled, net[2]((a, b), None, "nngp"), rtol=1e-12)
