@@ -17,12 +17,22 @@ Frames are channels-last (flax convention). BatchNorm uses batch statistics when
 **Speed on CPU.** XLA:CPU differentiates strided and transposed (input-dilated) convolutions
 slowly (the weight gradient of a ``4×4`` stride-2 convolution costs ~10× its forward pass).
 With ``impl="matmul"`` (the default) every layer is computed exactly as the same
-convolution re-expressed as one matrix product: a stride-2 ``4×4`` convolution as
-space-to-depth (2×2 blocks) + the 4 shifted block windows concatenated (im2col) + a matmul
-with the rearranged kernel (:func:`conv4x4_s2`); a stride-2 transposed convolution as the 9
-shifted windows of the input + a matmul giving the 4 output phases, then depth-to-space
-(sub-pixel convolution, :func:`conv_transpose4x4_s2`); the valid ``4×4`` layers at the
-``1×1`` ends as plain matmuls. Their gradients are then matmuls, slices and pads. The
+convolution re-expressed as one matrix product, in one of two forms per layer shape:
+
+- a stride-2 ``4×4`` convolution (:func:`conv4x4_s2`) cuts the padded input into 2×2
+  blocks (space-to-depth); *im2col* concatenates the 4 shifted block windows and multiplies
+  by the rearranged kernel; *col2im* multiplies every block by the 4 block kernels and sums
+  the 4 shifted products;
+- a stride-2 transposed convolution (:func:`conv_transpose4x4_s2`, sub-pixel form with 4
+  output phases and depth-to-space) either concatenates the 9 shifted input windows and
+  multiplies by a ``(9C, 4O)`` matrix holding the 16 taps (*im2col*, 2.25× the arithmetic,
+  cheap copies), or multiplies every input pixel by all 16 taps and sums the 4 shifted
+  products per phase (*col2im*, exact arithmetic, the way PyTorch's CPU transposed
+  convolution works);
+- the valid ``4×4`` layers at the ``1×1`` ends are plain matmuls.
+
+Their gradients are then matmuls, slices and pads. The form is picked by channel count and
+frame size from per-layer timings on a 2-core AVX2 CPU; both are exact (tested). The
 parameter trees are those of ``flax.linen.Conv``/``ConvTranspose`` (same names, shapes and
 meaning), so checkpoints are interchangeable with ``impl="lax"`` (the flax layers), and the
 outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` times both.
@@ -40,9 +50,13 @@ __all__ = ["DCGANDecoder", "DCGANEncoder", "check_frame_size", "conv4x4_s2",
 
 _INIT = nn.initializers.normal(0.02)
 _IMPLS = ("matmul", "lax")
-# below this many output channels the 9-window matmul of a transposed convolution is slower
-# than XLA's own (measured: the 16 → 1 output layer at 64×64)
-_MIN_MATMUL_OUT = 8
+# Which of two exact matmul forms a layer uses (same values; chosen from timings of each
+# layer's forward + backward on a 2-core AVX2 CPU): im2col copies the input windows side by
+# side (cheap for few channels), col2im multiplies the input once and sums shifted products
+# (cheap for many channels, a thin output or a large frame)
+_MIN_MATMUL_OUT = 8  # transposed convolutions with fewer output channels: col2im
+_COL2IM_MIN_CHANNELS = 128  # transposed convolutions with this many input channels: col2im
+_COL2IM_MIN_SIZE = 16  # stride-2 convolutions with this output size (and C > 1): col2im
 
 
 def check_frame_size(size: int) -> int:
@@ -84,9 +98,17 @@ def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     blocks = xp.reshape(n, ho + 1, 2, wo + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
     blocks = blocks.reshape(n, ho + 1, wo + 1, 4 * c)
+    k6 = kernel.reshape(2, 2, 2, 2, c, -1)  # (a, p, b, q, C, O): tap (2a + p, 2b + q)
+    if c > 1 and ho >= _COL2IM_MIN_SIZE:
+        # col2im: every block times the 4 block kernels (one matmul), then the 4 products
+        # that land on an output pixel summed from shifted windows
+        kb = k6.transpose(1, 3, 4, 0, 2, 5).reshape(4 * c, -1)  # (p, q, C) × (a, b, O)
+        prod = (blocks.reshape(-1, 4 * c) @ kb).reshape(n, ho + 1, wo + 1, 2, 2, -1)
+        return sum(prod[:, a:a + ho, b:b + wo, a, b] for a in range(2) for b in range(2))
+    # im2col: the 4 shifted block windows side by side times the rearranged kernel
     patches = jnp.concatenate([blocks[:, a:a + ho, b:b + wo] for a in range(2)
                                for b in range(2)], -1)
-    k = kernel.reshape(2, 2, 2, 2, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, -1)
+    k = k6.transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, -1)
     return (patches.reshape(-1, 16 * c) @ k).reshape(n, ho, wo, -1)
 
 
@@ -112,10 +134,22 @@ def conv_transpose4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C
         raise ValueError(f"conv_transpose4x4_s2 needs a (4, 4, {c}, O) kernel; got "
                          f"{kernel.shape}")
     o = kernel.shape[-1]
+    k6 = kernel.reshape(2, 2, 2, 2, c, o)  # (d, r, e, s, C, O)
+    if c >= _COL2IM_MIN_CHANNELS or o < _MIN_MATMUL_OUT:
+        # col2im (exact work): every input pixel times all 16 taps in one matmul, then each
+        # output phase sums the 4 products that reach it from shifted input pixels
+        prod = x.reshape(-1, c) @ k6.transpose(4, 0, 1, 2, 3, 5).reshape(c, 16 * o)
+        prod = jnp.pad(prod.reshape(n, h, w, 2, 2, 2, 2, o),
+                       ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 5)
+        phases = [[sum(prod[:, r + d:r + d + h, s + e:s + e + w, d, r, e, s]
+                       for d in range(2) for e in range(2)) for s in range(2)]
+                  for r in range(2)]
+        out = jnp.stack([jnp.stack(row, 3) for row in phases], 2)  # (N, H, r, W, s, O)
+        return out.reshape(n, 2 * h, 2 * w, o)
+    # im2col: the 9 shifted windows times a (9C, 4O) matrix holding the 16 taps
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     patches = jnp.concatenate([xp[:, a:a + h, b:b + w] for a in range(3) for b in range(3)],
                               -1)
-    k6 = kernel.reshape(2, 2, 2, 2, c, o)  # (d, r, e, s, C, O)
     big = jnp.zeros((3, 3, c, 2, 2, o), kernel.dtype)
     for r in range(2):
         for s in range(2):
@@ -151,7 +185,7 @@ class _Conv4x4(nn.Module):
             return lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
                                             dimension_numbers=dn)
         if self.kind == "up":
-            if fast and self.features >= _MIN_MATMUL_OUT:
+            if fast:
                 return conv_transpose4x4_s2(x, k)
             return lax.conv_transpose(x, k, (2, 2), ((2, 2), (2, 2)), dimension_numbers=dn)
         if self.kind == "valid":  # (N, 4, 4, C) -> (N, 1, 1, O)
