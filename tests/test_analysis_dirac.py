@@ -109,6 +109,21 @@ def test_wgan_clipping_keeps_psi_in_box():
     assert float(jnp.max(jnp.abs(xs[:, 1]))) <= 0.3 + 1e-5
 
 
+def test_joint_flows_match_closed_form_and_single_flow():
+    # one stacked solve of three variants: gan conserves the radius, wgan stays in the clip
+    # box, consensus agrees with its own solve to the solver tolerance (max vs RMS norm)
+    ts = jnp.linspace(0.0, 20.0, 41)
+    x0 = jnp.array([[1.0, 0.5], [1.0, 0.0], [1.5, 0.5]])
+    xs = d.flows(["gan", d.DiracGAN("wgan", clip=0.3), d.DiracGAN("consensus", reg=0.3)], x0, ts)
+    assert xs.shape == (3, 41, 2)
+    np.testing.assert_allclose(np.linalg.norm(xs[0], axis=1), np.sqrt(1.25), rtol=1e-7)
+    assert float(jnp.max(jnp.abs(xs[1, :, 1]))) <= 0.3 + 1e-5
+    single = d.flow(d.DiracGAN("consensus", reg=0.3), x0[2], ts)
+    np.testing.assert_allclose(xs[2], single, atol=1e-6)
+    # converges: local rate exp(-reg f'(0)^2 t) = exp(-1.5) ~ 0.22 at t = 20 (0.29 measured)
+    assert float(jnp.linalg.norm(single[-1])) < 0.4 * float(jnp.linalg.norm(x0[2]))
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="variant.*gan"):
         d.DiracGAN("dcgan")
@@ -124,5 +139,9 @@ def test_bad_input():
         d.trajectory("gan", [1.0, 0.0, 2.0], 0.1, 5)
     with pytest.raises(ValueError, match="ts"):
         d.flow("gan", [1.0, 0.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="games"):
+        d.flows([], [1.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"x0.*\(2, 2\)"):
+        d.flows(["gan", "wgan"], jnp.zeros((3, 2)), [0.0, 1.0])
     with pytest.raises(ValueError, match="regs"):
         d.stability_region("gan_gp", [0.1], [-1.0])

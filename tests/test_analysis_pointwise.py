@@ -71,3 +71,23 @@ def test_stable_flow_decreases_lyapunov_and_converges():
     assert bool(jnp.all(jnp.diff(V) <= 1e-12))
     # eigenvalues -1/2 ± i sqrt(3)/2: V decays like exp(-t) up to oscillation
     np.testing.assert_allclose(traj[-1], [1.0, p_d], atol=1e-6)
+
+
+def test_joint_flows_match_single_flow_and_converge():
+    # one stacked solve: three 'stable' systems (closed-form rest point (1, p_d), Lyapunov V
+    # non-increasing) and 'gan'; the gan entry agrees with its own solve to the tolerance
+    ts = jnp.linspace(0.0, 40.0, 200)
+    p_ds = [0.3, 1.0, 3.0, 1.0]
+    z0 = jnp.array([[3.0, 2.3], [3.0, 3.0], [3.0, 5.0], [1.5, 2.0]])
+    trajs = pw.flows(["stable"] * 3 + ["gan"], z0, p_ds, ts)
+    assert trajs.shape == (4, 200, 2)
+    for traj, p_d in zip(trajs[:3], p_ds[:3], strict=True):
+        V, _ = pw.lyapunov(traj, p_d)
+        assert bool(jnp.all(jnp.diff(V) <= 1e-12))
+    # slowest decay: p_d = 0.3, eigenvalues -0.15 ± 0.99i: |z - z*| ~ 2.8 e^{-0.15 t} ~ 7e-3
+    np.testing.assert_allclose(trajs[:3, -1], [[1.0, p] for p in p_ds[:3]], atol=2e-2)
+    np.testing.assert_allclose(trajs[3], pw.flow("gan", z0[3], 1.0, ts), atol=1e-5)
+    with pytest.raises(ValueError, match="p_d"):
+        pw.flows(["gan", "stable"], z0[:2], [1.0], ts)
+    with pytest.raises(ValueError, match="losses"):
+        pw.flows([], z0[0], 1.0, ts)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,12 +92,37 @@ def jacobian_operator(
         ValueError: if ``z`` is not 1-D or ``field(z)`` does not have the shape of ``z``.
     """
     z = jnp.asarray(z)
+    _check_field(field, z)
+    return jax.jit(_linearize(field, z))
+
+
+def _check_field(field: Callable[[Array], Array], z: Array) -> None:
+    """ValueError unless ``z`` is 1-D and ``field(z)`` (traced abstractly) has its shape."""
     if z.ndim != 1:
         raise ValueError(f"`z` must be a flat parameter vector (n,); got shape {z.shape}.")
-    out, matvec = jax.linearize(field, z)
+    out = jax.eval_shape(field, z)
     if out.shape != z.shape:
         raise ValueError(f"`field(z)` must have the shape of z {z.shape}; got {out.shape}.")
-    return jax.jit(matvec)
+
+
+# ``jax.linearize`` runs inside a compiled function (eagerly it dispatches the field's
+# forward-over-reverse pass op by op, which dominates on small games) and returns the linear
+# map as a ``jax.tree_util.Partial`` (its residuals are leaves). filter_jit caches on the field
+# (a closure by identity, an equinox Module by structure) and on the Partial's linear program,
+# so repeated calls on one game (e.g. at initialization and after training) compile once.
+@eqx.filter_jit
+def _linearize(field: Callable[[Array], Array], z: Array) -> Callable[[Array], Array]:
+    return jax.linearize(field, z)[1]
+
+
+@eqx.filter_jit
+def _dense_jacobian(matvec: Callable[[Array], Array], eye: Array) -> Array:
+    return jax.vmap(matvec, out_axes=1)(eye)
+
+
+@eqx.filter_jit
+def _arnoldi(matvec: Callable[[Array], Array], v0: Array, m: int) -> Any:
+    return decomp.hessenberg(m, reortho="full")(matvec, v0)
 
 
 class Spectrum(NamedTuple):
@@ -160,8 +186,9 @@ def extreme_eigenvalues(
     _checks.choice(method, "method", ("auto", "dense", "arnoldi"))
     max_dense = _checks.positive_int(max_dense, "max_dense")
     z = jnp.asarray(z)
-    n = int(z.shape[0]) if z.ndim == 1 else -1
-    matvec = jacobian_operator(field, z)
+    _check_field(field, z)
+    n = int(z.shape[0])
+    matvec = _linearize(field, z)
     if method == "auto":
         method = "dense" if n <= max_dense else "arnoldi"
     if method == "dense":
@@ -170,7 +197,7 @@ def extreme_eigenvalues(
                 f"method='dense' would materialize a {n}x{n} Jacobian (> max_dense={max_dense}); "
                 "use method='arnoldi' or raise max_dense."
             )
-        J = jax.jit(jax.vmap(matvec, out_axes=1))(jnp.eye(n, dtype=z.dtype))
+        J = _dense_jacobian(matvec, jnp.eye(n, dtype=z.dtype))
         ev = np.linalg.eigvals(np.asarray(J))
         order = np.argsort(-np.abs(ev), kind="stable")
         return Spectrum(ev[order], np.zeros(n), "dense", n)
@@ -179,8 +206,7 @@ def extreme_eigenvalues(
         raise ValueError(f"`num_matvecs` must be <= n = {n}; got {m}.")
     key = jax.random.PRNGKey(0) if key is None else key
     v0 = jax.random.normal(key, (n,), z.dtype)
-    arnoldi = decomp.hessenberg(m, reortho="full")
-    result = jax.jit(lambda v: arnoldi(matvec, v))(v0)
+    result = _arnoldi(matvec, v0, m)
     H = np.asarray(result.J_small)
     beta = float(jnp.linalg.norm(result.residual))
     ev, Y = np.linalg.eig(H)
@@ -234,8 +260,10 @@ def gan_game(
     gen = nets.MLPGenerator(latent_dim=latent_dim, out_dim=2, width=gen_width, depth=2)
     spec = MLPSpec("relu", depth=2, width=disc_width, b_std=1.0)
     disc = nets.MLP(spec, disc_width)
-    gp = gen.init(k_g, zeta)["params"]
-    dp = disc.init(k_d, real)["params"]
+    # one compiled initialization (eager flax init dispatches every op separately)
+    gp, dp = jax.jit(lambda kg, kd: (gen.init(kg, zeta)["params"], disc.init(kd, real)["params"]))(
+        k_g, k_d
+    )
 
     def D(d: Params, x: Array) -> Array:
         return disc.apply({"params": d}, x)
