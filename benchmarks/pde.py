@@ -38,8 +38,12 @@ Usage::
 
 The frames are an argument of the jitted step (no constant folding of the batch).
 
-The Moving MNIST config runs the DCGAN nets of :mod:`gantk.models.conv` (XLA:CPU convolution
-gradients dominate it).
+The Moving MNIST config runs the DCGAN nets of :mod:`gantk.models.conv`; the decoder
+dominates it (16 frames per sequence against 4 encoder windows, as in the authors' step).
+Its work per step is the authors' (same calls, same frames: ``exact``) except the stride-2
+transposed convolutions, computed by ``conv_transpose4x4_s2`` as a ``(9C, 4O)`` matmul (36
+products per input pixel and output channel where 16 are taps): XLA counts 393 GFLOP per
+step at batch 16 against 199 exact, i.e. the whole 2× of extra work is that layer.
 """
 
 from __future__ import annotations
@@ -62,10 +66,17 @@ from gantk.models.pde import PRESETS, PDEModel, _apply, _codes, _decode_codes, p
 # seconds per step, the authors' var_sep code, torch 2.14, 2 threads (issue #10, §5)
 TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
          ("mnist-paper", 16): 1.56, ("mnist-paper", 128): 11.5}
-# the same, measured on THIS machine (2-core Xeon, shared) with torch 2.14.1, 2 threads:
-# /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --configs C
-#     --batches B [--reps 3 | --reps-large 2]; 2026-12-02 UTC, load average noted per value
-TORCH_HERE = {}
+# The same, measured on THIS machine (2-core Xeon, shared by 4 sessions) with torch 2.14.1,
+# 2 threads, 2026-12-02 UTC: (median seconds per step, 1-min load average at the end), by
+#   /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --configs C \
+#       --batches 16 --reps 3            (batch 128: --warmup 0|1 --reps-large 1|2)
+# CAUTION: measured at load 7-11 on 2 cores (other sessions' jobs); PyTorch's OpenMP threads
+# degrade far more than XLA's under such oversubscription (e.g. its 32-dim ODE rollout alone
+# took seconds), so these favour gantk; rerun pytorch_reference.py on a quiet machine.
+TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
+    ("mnist-paper", 16): (35.26, 8.3),    # steps 28.0, 35.3, 45.7 s
+    ("waveeq-paper", 16): (39.73, 11.1),  # steps 39.7, 35.3, 63.1 s
+}
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
 
 
