@@ -72,10 +72,14 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
 #       --batches 16 --reps 3            (batch 128: --warmup 0|1 --reps-large 1|2)
 # CAUTION: measured at load 7-11 on 2 cores (other sessions' jobs); PyTorch's OpenMP threads
 # degrade far more than XLA's under such oversubscription (e.g. its 32-dim ODE rollout alone
-# took seconds), so these favour gantk; rerun pytorch_reference.py on a quiet machine.
+# took seconds; the authors' SRVP nf16 step: 11.6 s at load 8.9 vs 0.80 s quiet, 14x, while
+# gantk's PDE DCGAN step went 6.3 -> 22-28 s, 4x), so these favour gantk by ~3x; rerun
+# pytorch_reference.py on a quiet machine before quoting them.
 TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
     ("mnist-paper", 16): (35.26, 8.3),    # steps 28.0, 35.3, 45.7 s
     ("waveeq-paper", 16): (39.73, 11.1),  # steps 39.7, 35.3, 63.1 s
+    ("waveeq-paper", 128): (55.76, 9.7),  # steps 61.5, 50.0 s
+    ("mnist-paper", 128): (129.67, 8.6),  # one step (--warmup 0 --reps-large 1)
 }
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
 
