@@ -40,7 +40,9 @@ Usage::
 Measured 2026-12-02 UTC on the shared 2-core Xeon that gantk's numbers come from, torch
 2.14.1, 2 threads, UNDER LOAD 7-11 (other sessions' jobs; ``benchmarks/pde.py`` keeps them,
 with their load, in ``TORCH_HERE``): pde ``mnist-paper`` 35.3 s (b16), 129.7 s (b128, one
-step); ``waveeq-paper`` 39.7 s (b16), 55.8 s (b128); srvp ``nf16-res128`` 11.6 s (b16).
+step); ``waveeq-paper`` 39.7 s (b16), 55.8 s (b128); srvp ``nf16-res128`` 11.6 s (b16,
+load 8.9), 36.3 s (b128, one step, load 6.3); srvp ``paper`` 26.8 s (b16, load 8.1),
+161.5 s (b128, one step, load 6.1).
 Quiet, the lead measured srvp ``nf16-res128`` b16 0.80 s and ``paper`` b16 5.45 s: PyTorch's
 OpenMP threads suffer ~14× from oversubscription here (XLA's ~4×), so only numbers taken at
 a load below ~2 compare fairly.
