@@ -129,6 +129,7 @@ def batch(
     @functools.wraps(kernel_fn)
     def batched(x1: Any, x2: Any = None, *args: Any, **kwargs: Any) -> Any:
         same = x2 is None or not jax.tree.leaves(x2)  # NT: x2=(None, None) for tuple inputs
+        x2 = None if same else x2  # the wrapped kernel_fn need not know NT's (None, None)
         rows = _tiles(x1, batch_size)
         cols = rows if same else _tiles(x2, batch_size)
         if len(rows) == 1 and len(cols) == 1:
