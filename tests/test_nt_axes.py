@@ -10,8 +10,8 @@ change the layout, and a layer whose layout differs from the one reaching it rai
 So the analytic kernels of a network with non-default axes must equal, *exactly*, those of
 the same network with default axes on the transposed inputs; and the finite networks, whose
 ``apply_fn`` really work in the non-default layout, must agree with them in the
-Monte-Carlo limit (tolerance as in ``tests/test_nt_linear.py``: hidden width 512, 64
-read-out units, 64 samples, NT's relative Frobenius metric held to 0.1).
+Monte-Carlo limit (tolerance as in ``tests/test_nt_linear.py``: 512 units into the
+read-out, 64 read-out units, 64 samples, NT's relative Frobenius metric held to 0.1).
 """
 
 import warnings
@@ -34,6 +34,7 @@ IMG2 = jax.random.normal(KEY(3), (3, 3, 3, 4), dtype=jnp.float64)
 CHNW = {"batch_axis": 2, "channel_axis": 0}
 T = {"batch_axis": 1, "channel_axis": 0}
 WIDTH, OUT, SAMPLES, TOL = 512, 64, 64, 0.1
+MC_WIDTH = 256  # x 2 positions after Flatten: the read-out sees 512 units
 GETS = ("nngp", "ntk", "cov1", "cov2")
 
 
@@ -78,6 +79,10 @@ def test_transposed_dense_network_equals_default_on_transposed_inputs(p):
     np.testing.assert_allclose(stax.ntk(net)(XT1, XT2), ref[2](XT1.T, XT2.T, "ntk"), rtol=1e-12)
     jitted = jax.jit(net[2], static_argnames="get")
     np.testing.assert_allclose(jitted(XT1, XT2, "ntk"), k.ntk, rtol=1e-12)
+    # gantk.batch tiles the inputs along the network's batch axis (1 here).
+    tiled = gantk.batch(net[2], batch_size=2)(XT1, XT2)
+    np.testing.assert_allclose(tiled.ntk, k.ntk, rtol=1e-12)
+    assert (tiled.shape1, tiled.shape2) == (k.shape1, k.shape2)
     # Differentiable in the inputs: d/dx of the transposed layout is the transposed gradient.
     grad = jax.grad(lambda x: net[2](x, XT2, "ntk").sum())(XT1)
     grad_ref = jax.grad(lambda x: ref[2](x, XT2.T, "ntk").sum())(XT1.T)
@@ -199,14 +204,16 @@ def test_conflicting_layouts_raise_naming_the_argument():
 @pytest.mark.slow
 @pytest.mark.parametrize("p", ["ntk", "standard"])
 def test_transposed_layouts_agree_with_monte_carlo(p):
-    # The finite networks compute in the (C, H, N, W) / (width, n) layouts themselves; the
+    # The finite networks compute in the (C, N, W) / (width, n) layouts themselves; the
     # read-out (OUT, n) is traced over its channel axis 0 (NT's trace_axes=(channel_axis,)).
+    x1 = jax.random.normal(KEY(8), (3, 3, 2), dtype=jnp.float64)
+    x2 = jax.random.normal(KEY(9), (3, 2, 2), dtype=jnp.float64)
     net = stax.serial(
-        stax.Dense(WIDTH, 1.3, 0.2, parameterization=p, **CHNW), stax.Relu(),
-        stax.Flatten(2, 1), stax.Dense(OUT, 0.9, 0.1, parameterization=p, **T),
+        stax.Dense(MC_WIDTH, 1.3, 0.2, parameterization=p, **T), stax.Relu(),
+        stax.Flatten(1, 1), stax.Dense(OUT, 0.9, 0.1, parameterization=p, **T),
     )
     mc = gantk.monte_carlo_kernel_fn(net[0], net[1], KEY(5), SAMPLES, trace_axes=(0,))
-    est = mc(IMG1, IMG2, ("nngp", "ntk"))
+    est = mc(x1, x2, ("nngp", "ntk"))
     for get in ("nngp", "ntk"):
-        err = _rel(getattr(est, get), net[2](IMG1, IMG2, get))
+        err = _rel(getattr(est, get), net[2](x1, x2, get))
         assert err < TOL, (get, err)
