@@ -297,9 +297,11 @@ def _masked_input(
         check_finite(x, name)
     canon = to_canonical(x, axes)
     if like is not None and canon.shape[1:] != like.shape[1:]:
+        full = actual_shape((-1, *like.shape[1:]), axes)
+        rest = full[: axes[0]] + full[axes[0] + 1 :]
         raise ValueError(
-            f"`{name}` must have the shape of `x1` except on the batch axis {axes[0]}: "
-            f"{actual_shape((-1, *like.shape[1:]), axes)}; got {tuple(x.shape)}."
+            f"`{name}` must have the non-batch shape of `x1`, {rest}; got {tuple(x.shape)} "
+            f"(batch axis {axes[0]})."
         )
     return canon, mask, axes
 
