@@ -30,11 +30,21 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _tiles(x: Any, size: int) -> list[Any]:
-    n = jax.tree.leaves(x)[0].shape[0]
+def _tiles(x: Any, size: int, axis: int = 0) -> list[Any]:
+    """Tiles of ``size`` entries of ``x`` (a pytree of inputs) along their batch ``axis``."""
+    first = jax.tree.leaves(x)[0]
+    n = first.shape[axis % first.ndim]
     if size == 0 or size >= n:
         return [x]
-    return [jax.tree.map(lambda a, i=i: a[i : i + size], x) for i in range(0, n, size)]
+
+    def tile(a: Any, i: int) -> Any:
+        return jax.lax.slice_in_dim(a, i, min(i + size, n), axis=axis % a.ndim)
+
+    return [jax.tree.map(lambda a, i=i: tile(a, i), x) for i in range(0, n, size)]
+
+
+def _set(shape: tuple, axis: int, n: int) -> tuple:
+    return (*shape[:axis], n, *shape[axis + 1 :])
 
 
 def _assemble_pairs(rows: list[list[Any]]) -> Any:
@@ -62,10 +72,10 @@ def _assemble(grid: list[list[Any]], same: bool) -> Any:
         cov2 = None
         if not same and first.cov2 is not None:
             cov2 = jnp.concatenate([k.cov2 for k in grid[0]])
-        def mask(tiles: list[Any]) -> Any:  # boolean masks, batch axis 0 (NT's layout)
+        def mask(tiles: list[Any]) -> Any:  # boolean masks in the activations' layout
             if any(m is None for m in tiles):
                 return None
-            return jnp.concatenate(tiles)
+            return jnp.concatenate(tiles, axis=first.batch_axis)
 
         n1, n2 = sum(r[0].nngp.shape[0] for r in grid), sum(k.nngp.shape[1] for k in grid[0])
         return first.replace(
@@ -75,8 +85,8 @@ def _assemble(grid: list[list[Any]], same: bool) -> Any:
             cov2=cov2,
             mask1=mask([r[0].mask1 for r in grid]),
             mask2=None if same else mask([k.mask2 for k in grid[0]]),
-            shape1=(n1, *first.shape1[1:]),
-            shape2=(n1 if same else n2, *first.shape2[1:]),
+            shape1=_set(first.shape1, first.batch_axis, n1),
+            shape2=_set(first.shape2, first.batch_axis, n1 if same else n2),
         )
     if isinstance(first, tuple) and hasattr(first, "_fields"):
         return type(first)(
@@ -100,6 +110,9 @@ def batch(
     Args:
         kernel_fn: ``kernel_fn(x1, x2=None, *args, **kwargs)`` returning arrays laid out
             ``(N1, N2, ...)``, a :class:`gantk.stax.Kernel`, a namedtuple or list of them.
+            The inputs are tiled along their batch axis: 0, or the layout a
+            :mod:`gantk.stax` network asks for (``Dense(batch_axis=1, ...)``), or the
+            ``batch_axis=`` keyword passed to the batched function.
         batch_size: rows of ``x1`` and of ``x2`` per tile; ``0`` means no tiling. Unlike
             NT it need not divide the number of inputs (the last tile is smaller).
         device_count: NT's parallelism over devices. gantk computes on the default
@@ -129,8 +142,12 @@ def batch(
     @functools.wraps(kernel_fn)
     def batched(x1: Any, x2: Any = None, *args: Any, **kwargs: Any) -> Any:
         same = x2 is None or not jax.tree.leaves(x2)  # NT: x2=(None, None) for tuple inputs
-        rows = _tiles(x1, batch_size)
-        cols = rows if same else _tiles(x2, batch_size)
+        x2 = None if same else x2  # the wrapped kernel_fn need not know NT's (None, None)
+        axis = kwargs.get("batch_axis")  # the inputs' batch axis: NT's layout requirement
+        if axis is None:
+            axis = getattr(kernel_fn, "_gantk_req", {}).get("batch_axis", 0)
+        rows = _tiles(x1, batch_size, axis)
+        cols = rows if same else _tiles(x2, batch_size, axis)
         if len(rows) == 1 and len(cols) == 1:
             out = kernel_fn(x1, x2, *args, **kwargs)
         else:

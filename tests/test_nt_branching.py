@@ -22,8 +22,9 @@ def test_fan_in_concat_is_the_width_weighted_mean():
     assert out.shape1 == (4, 40) and out.is_gaussian is False
     shape, params = net[0](jax.random.PRNGKey(1), X.shape)
     assert shape == (4, 40) and net[1](params, X).shape == (4, 40)
-    with pytest.raises(NotImplementedError, match="axis"):
-        stax.FanInConcat(axis=0)
+    batch_cat = stax.serial(stax.FanOut(2), stax.parallel(a, b), stax.FanInConcat(axis=0))
+    with pytest.raises(NotImplementedError, match="channel axis"):
+        batch_cat[2](X)
 
 
 def test_fan_in_prod_multiplies_kernels_with_the_product_rule():

@@ -96,8 +96,10 @@ def test_dense_axes_finite_and_kernel_errors():
     W, b = params
     ref = 1.5 / np.sqrt(5) * np.einsum("ncs,co->nos", x, W) + 0.1 * b
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
-    with pytest.raises(NotImplementedError, match="channel_axis=-1"):
-        kernel_fn(x)
+    # The kernel reads x in the layer's layout: that of x with its channels moved last.
+    k = kernel_fn(x, None, ("nngp", "shape1", "channel_axis"))
+    np.testing.assert_allclose(k.nngp, stax.Dense(7, 1.5, 0.1)[2](jnp.moveaxis(x, 1, -1)).nngp)
+    assert k.shape1 == (3, 7, 2) and k.channel_axis == 1
     with pytest.raises(ValueError, match="`s`"):
         stax.Dense(3, s=(1, 0))
     with pytest.raises(ValueError, match="parameterization"):
@@ -219,8 +221,9 @@ def test_flatten_averages_the_spatial_diagonal():
     assert init_fn(None, (3, 2, 2, 5))[0] == (20, 3)
     assert apply_fn((), IMG1).shape == (12, 3)
     np.testing.assert_allclose(apply_fn((), IMG1)[:, 1], IMG1[1].ravel())
-    with pytest.raises(NotImplementedError, match="batch_axis_out=0"):
-        kfn(IMG1)
+    k = kfn(IMG1, None, ("nngp", "shape1", "batch_axis", "channel_axis"))
+    assert (k.shape1, k.batch_axis, k.channel_axis) == ((12, 3), 1, 0)
+    np.testing.assert_allclose(k.nngp, stax.Flatten()[2](IMG1, None, "nngp"))
     np.testing.assert_allclose(stax.Flatten()[2](X1, X2, "nngp"), _gram(X1, X2))
     with pytest.raises(ValueError, match="batch_axis_out"):
         stax.Flatten(batch_axis_out=2)

@@ -23,7 +23,17 @@ import numpy as np
 
 from gantk._validate import is_concrete
 
-__all__ = ["batch_diagonal", "check_finite", "check_input", "nt_layout", "to_points"]
+__all__ = [
+    "actual_shape",
+    "batch_diagonal",
+    "canonical_shape",
+    "check_finite",
+    "check_input",
+    "input_axes",
+    "nt_layout",
+    "to_canonical",
+    "to_points",
+]
 
 
 def check_finite(x: jax.Array, name: str) -> None:
@@ -126,3 +136,63 @@ def nt_layout(
 def batch_diagonal(mat: jax.Array) -> jax.Array:
     """``(n, n, ...) -> (n, ...)``: the entries ``mat[i, i, ...]``."""
     return jnp.moveaxis(jnp.diagonal(mat, axis1=0, axis2=1), -1, 0)
+
+
+def input_axes(ndim: int, batch_axis: Any, channel_axis: Any, name: str = "x1") -> tuple[int, int]:
+    """NT's input layout ``(batch_axis, channel_axis)`` of a rank-``ndim`` input, made
+    non-negative (NT's ``_inputs_to_kernel`` takes them modulo ``ndim``).
+
+    ``channel_axis=None`` (the requirement of a leading ``Flatten``, which treats every
+    non-batch axis alike) picks the last axis that is not the batch axis: the flattened
+    kernel is the same for any choice.
+
+    Raises:
+        ValueError: naming the argument when an axis is not an int, is out of range for
+            ``ndim`` (named after the input ``name``) or both axes coincide.
+    """
+    for value, arg in ((batch_axis, "batch_axis"), (channel_axis, "channel_axis")):
+        if value is None and arg == "channel_axis":
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"`{arg}` must be an int; got {value!r}.")
+        if not -ndim <= value < ndim:
+            raise ValueError(
+                f"`{arg}`={value} is out of range for `{name}` of rank {ndim}."
+            )
+    b = int(batch_axis) % ndim
+    if channel_axis is None:
+        c = ndim - 1 if b != ndim - 1 else ndim - 2
+    else:
+        c = int(channel_axis) % ndim
+    if b == c:
+        raise ValueError(
+            f"`batch_axis` and `channel_axis` must be different axes of `{name}` (rank "
+            f"{ndim}); got batch_axis={batch_axis}, channel_axis={channel_axis}."
+        )
+    return b, c
+
+
+def to_canonical(x: jax.Array, axes: tuple[int, int]) -> jax.Array:
+    """Activations (or masks) in the layout ``axes = (batch, channel)`` -> ``(n, *spatial, C)``."""
+    b, c = axes
+    if (b, c) == (0, x.ndim - 1):
+        return x
+    return jnp.moveaxis(x, (b, c), (0, -1))
+
+
+def canonical_shape(shape: tuple[int, ...], axes: tuple[int, int]) -> tuple[int, ...]:
+    """``shape`` in the layout ``axes`` -> the canonical ``(n, *spatial, C)`` order."""
+    b, c = axes
+    rest = tuple(s for i, s in enumerate(shape) if i not in (b, c))
+    return (shape[b], *rest, shape[c])
+
+
+def actual_shape(shape: tuple[int, ...], axes: tuple[int, int]) -> tuple[int, ...]:
+    """Inverse of :func:`canonical_shape`: canonical ``(n, *spatial, C)`` -> layout ``axes``."""
+    b, c = axes
+    if len(shape) < 2:
+        return tuple(shape)
+    spatial = iter(shape[1:-1])
+    return tuple(
+        shape[0] if i == b else shape[-1] if i == c else next(spatial) for i in range(len(shape))
+    )

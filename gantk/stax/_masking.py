@@ -22,9 +22,11 @@ sequences:
    :class:`MaskedArray` (values, output mask); :func:`unmask_fn` zeroes the masked
    outputs, which is the function whose infinite-width limit ``kernel_fn`` computes.
 
-Masks are held in NT's shape (that of the activations, with 1 on the channel axis once a
-``Dense`` has reduced it) in :attr:`Kernel.mask1`/``mask2``; gantk's kernels are in the
-points layout (:mod:`gantk.stax._layout`), where remasking is a row/column mask.
+Masks are held in NT's shape (that of the activations, in their own layout
+``Kernel.batch_axis``/``channel_axis``, with 1 on the channel axis once a ``Dense`` has
+reduced it) in :attr:`Kernel.mask1`/``mask2``, so every layer's ``mask_fn`` serves
+``apply_fn`` and ``kernel_fn`` alike; gantk's kernels are in the points layout
+(:mod:`gantk.stax._layout`), where remasking is a row/column mask.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gantk.stax._layout import actual_shape, to_canonical
 
 __all__ = ["MaskedArray", "check_mask_constant", "input_mask", "unmask_fn"]
 
@@ -192,13 +196,21 @@ def masked_apply(apply_fn: Callable, mask_fn: MaskFn | None) -> Callable:
     return apply_with_masking
 
 
-def _points_mask(mask: jax.Array, shape: Sequence[int]) -> jax.Array:
-    """NT-shaped mask (1 on the channel axis) as a vector over the points ``(n * P,)``."""
+def _points_mask(
+    mask: jax.Array, shape: Sequence[int], axes: tuple[int, int] = (0, -1)
+) -> jax.Array:
+    """NT-shaped mask (1 on the channel axis) as a vector over the points ``(n * P,)``.
+
+    ``mask`` is in the activations' layout ``axes = (batch_axis, channel_axis)``,
+    ``shape`` the canonical ``(n, *spatial, C)`` shape.
+    """
+    mask = to_canonical(mask, axes)
     if mask.shape[-1] != 1:
         raise NotImplementedError(
             "Different channel-wise masks are not supported for infinite-width layers (as "
-            f"in NT): got a mask of shape {tuple(mask.shape)} for activations of shape "
-            f"{tuple(shape)}; put a Dense layer first so that a position is masked on all "
+            f"in NT): got a mask varying along the channel axis {axes[1]} for activations "
+            f"of shape {actual_shape(tuple(shape), axes)}; put a Dense layer first so that "
+            "a position is masked on all "
             "channels or none."
         )
     return jnp.reshape(jnp.broadcast_to(mask, (*shape[:-1], 1)), (-1,))
@@ -213,8 +225,8 @@ def remask(k: Any, mask1: Any, mask2: Any) -> Any:
     """
     if mask1 is None and mask2 is None:
         return k.replace(mask1=mask1, mask2=mask2)
-    p1 = None if mask1 is None else _points_mask(mask1, k.shape1)
-    p2 = p1 if mask2 is None else _points_mask(mask2, k.shape2)
+    p1 = None if mask1 is None else _points_mask(mask1, k.shape1, k.axes)
+    p2 = p1 if mask2 is None else _points_mask(mask2, k.shape2, k.axes)
     if p1 is None:
         p1 = jnp.zeros((k.nngp.shape[0],), bool)
 
@@ -235,6 +247,13 @@ def remask(k: Any, mask1: Any, mask2: Any) -> Any:
 
 def _tree_attr(k: Any, name: str) -> Any:
     return [_tree_attr(v, name) for v in k] if isinstance(k, list) else getattr(k, name)
+
+
+def _tree_shape(k: Any, name: str) -> Any:
+    """``shape1``/``shape2`` of a kernel tree in the activations' layout (for ``mask_fn``)."""
+    if isinstance(k, list):
+        return [_tree_shape(v, name) for v in k]
+    return actual_shape(getattr(k, name), k.axes)
 
 
 def _any_mask(masks: Any) -> bool:
@@ -258,8 +277,8 @@ def masked_map(fn: Callable, mask_fn: MaskFn | None, do_remask: bool) -> Callabl
         m1, m2 = _tree_attr(k, "mask1"), _tree_attr(k, "mask2")
         if not (_any_mask(m1) or _any_mask(m2)):
             return fn(k)
-        m1 = propagate(m1, _tree_attr(k, "shape1"))
-        m2 = propagate(m2, _tree_attr(k, "shape2"))
+        m1 = propagate(m1, _tree_shape(k, "shape1"))
+        m2 = propagate(m2, _tree_shape(k, "shape2"))
         out = fn(k)
         if do_remask:
             return remask(out, m1, m2)

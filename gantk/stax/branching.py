@@ -158,32 +158,44 @@ def FanInConcat(axis: int = -1) -> Layer:
     width first).
 
     Args:
-        axis: the concatenation axis; only the feature axis (``-1`` or ``1``) is
-            supported for gantk's rank-2 kernels.
+        axis: the concatenation axis of the activations; the kernel needs it to be their
+            channel axis (``-1`` by default, ``0`` after e.g. ``Dense(batch_axis=1,
+            channel_axis=0)``: NT's ``Kernel.channel_axis``).
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)`` acting on lists.
 
     Raises:
-        NotImplementedError: for another ``axis`` (e.g. the batch axis 0).
+        ValueError: on a non-int ``axis``; from ``init_fn`` on shapes that differ off
+            ``axis``.
+        NotImplementedError: from ``kernel_fn`` when ``axis`` is not the channel axis
+            (e.g. the batch or a spatial axis).
     """
-    if axis not in (-1, 1):
-        raise NotImplementedError(
-            f"FanInConcat supports the feature axis (-1 or 1) of rank-2 inputs; got axis={axis}."
-        )
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ValueError(f"`axis` must be an int; got {axis!r}.")
 
     def init_fn(key: jax.Array, input_shapes: Sequence) -> tuple[Any, tuple]:
         shapes = [tuple(s) for s in input_shapes]
-        if any(s[:-1] != shapes[0][:-1] for s in shapes[1:]):
-            raise ValueError(f"FanInConcat needs equal non-feature shapes; got {shapes}.")
-        return (*shapes[0][:-1], sum(s[-1] for s in shapes)), ()
+        a = axis % len(shapes[0])
+        if any(s[:a] + s[a + 1 :] != shapes[0][:a] + shapes[0][a + 1 :] for s in shapes[1:]):
+            raise ValueError(f"FanInConcat needs equal shapes off axis {axis}; got {shapes}.")
+        out = list(shapes[0])
+        out[a] = sum(s[a] for s in shapes)
+        return tuple(out), ()
 
     def apply_fn(params: tuple, xs: Sequence, **kwargs: Any) -> jax.Array:
-        return jnp.concatenate(list(xs), axis=-1)
+        return jnp.concatenate(list(xs), axis=axis)
 
     def fn(ks: Any) -> Kernel:
         ks = _fan_in_kernels(ks, "FanInConcat")
-        widths = [k.shape1[-1] for k in ks]
+        ndim = len(ks[0].shape1)
+        if axis % ndim != ks[0].channel_axis:
+            raise NotImplementedError(
+                f"FanInConcat(axis={axis}): the infinite-width kernel is only implemented "
+                f"for concatenation along the channel axis ({ks[0].channel_axis} for "
+                f"activations of rank {ndim}); got axis {axis % ndim}."
+            )
+        widths = [k.shape1[-1] for k in ks]  # canonical shapes: channel last
         total = sum(widths)
 
         def mean(name: str) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 from jax import lax
 
 from gantk.stax._masking import MaskedArray
-from gantk.stax.core import make_layer, tags_of
+from gantk.stax.core import combine_requirements, make_layer, requirements_of, tags_of
 from gantk.stax.kernel import Layer, kernel_map
 
 __all__ = ["check_layers", "parallel", "repeat", "serial"]
@@ -40,8 +40,14 @@ def serial(*layers: Layer) -> Layer:
         The composite triple; ``init_fn`` splits its key once per layer
         (``key, layer_key = split(key)``), ``apply_fn`` takes the list of layer params.
 
+    The network's input layout (NT's requirements) is that of the first layer built with a
+    ``batch_axis``/``channel_axis``; each such layer checks, when the kernel is computed,
+    that the activations reaching it are in its layout.
+
     Raises:
-        ValueError: if an argument is not a gantk.stax layer triple.
+        ValueError: if an argument is not a gantk.stax layer triple; from ``kernel_fn``
+            when two layers' layouts conflict (e.g. ``Dense(batch_axis=1,
+            channel_axis=0)`` then ``Dense()``), naming the argument.
     """
     maps = check_layers(layers, "serial")
     init_fns = [layer[0] for layer in layers]
@@ -68,7 +74,7 @@ def serial(*layers: Layer) -> Layer:
     names = ", ".join(getattr(layer[2], "_gantk_name", "?") for layer in layers)
     return make_layer(
         init_fn, apply_fn, fn, f"serial({names})", tags_of(*(la[2] for la in layers)),
-        composite=True,
+        composite=True, req=combine_requirements([la[2] for la in layers], parallel=False),
     )
 
 
@@ -154,7 +160,8 @@ def repeat(layer: Layer, n: int) -> Layer:
 
     name = getattr(layer[2], "_gantk_name", "?")
     return make_layer(
-        init_fn, apply_fn, fn, f"repeat({name}, {n})", tags_of(layer[2]), composite=True
+        init_fn, apply_fn, fn, f"repeat({name}, {n})", tags_of(layer[2]), composite=True,
+        req=requirements_of(layer[2]),
     )
 
 
@@ -173,6 +180,9 @@ def parallel(*layers: Layer) -> Layer:
 
     Returns:
         A triple acting on lists of length ``len(layers)`` (input shapes, inputs, kernels).
+
+    All inputs are read in one layout, that of the first branch stating one (NT); branches
+    asking for different layouts warn here (as NT) and raise in ``kernel_fn``.
 
     Raises:
         ValueError: if an argument is not a gantk.stax layer triple; the returned functions
@@ -203,5 +213,5 @@ def parallel(*layers: Layer) -> Layer:
     names = ", ".join(getattr(layer[2], "_gantk_name", "?") for layer in layers)
     return make_layer(
         init_fn, apply_fn, fn, f"parallel({names})", tags_of(*(la[2] for la in layers)),
-        composite=True,
+        composite=True, req=combine_requirements([la[2] for la in layers], parallel=True),
     )

@@ -13,6 +13,7 @@ a ``kernel_fn`` into a plain jitted ``k(x1, x2) -> (n1, n2)``.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +23,16 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from gantk._validate import is_concrete
-from gantk.stax._layout import batch_diagonal, check_finite, check_input, nt_layout
+from gantk.stax._layout import (
+    actual_shape,
+    batch_diagonal,
+    canonical_shape,
+    check_finite,
+    check_input,
+    input_axes,
+    nt_layout,
+    to_canonical,
+)
 from gantk.stax._masking import (
     MaskFn,
     check_mask_constant,
@@ -51,7 +61,79 @@ from gantk.stax.kernel import (
     points,
 )
 
-__all__ = ["layer", "make_layer", "nngp", "ntk", "tags_of", "with_width"]
+__all__ = [
+    "combine_requirements",
+    "layer",
+    "make_layer",
+    "nngp",
+    "ntk",
+    "require_axes",
+    "requirements_of",
+    "tags_of",
+    "with_width",
+]
+
+#: NT's ``_DEFAULT_INPUT_REQ`` for the layout of the inputs.
+DEFAULT_AXES = {"batch_axis": 0, "channel_axis": -1}
+
+
+def require_axes(k: Kernel, layer: str, **axes: int | None) -> None:
+    """NT's ``@requires(batch_axis=..., channel_axis=...)`` check of a layer's input kernel.
+
+    Args:
+        k: the kernel reaching the layer (``k.batch_axis``/``k.channel_axis`` say in which
+            layout the finite-width activations are at this point of the network).
+        layer: layer name for the message.
+        **axes: ``batch_axis=``/``channel_axis=`` the layer was built with (None: no
+            requirement), taken modulo the rank of the activations as in NT.
+
+    Raises:
+        ValueError: naming the argument when the kernel's layout differs (e.g. ``Dense()``
+            after ``Dense(batch_axis=1, channel_axis=0)``: the infinite-width limit of a
+            layer whose channel axis is the previous layer's batch axis is ill-defined).
+    """
+    ndim = len(k.shape1)
+    for arg, want in axes.items():
+        if want is None:
+            continue
+        have = getattr(k, arg)
+        if want % ndim != have:
+            raise ValueError(
+                f"{layer} requires `{arg} == {want % ndim}` (it was built with {arg}="
+                f"{want}), but its input kernel has `{arg} == {have}` (activations of shape "
+                f"{actual_shape(k.shape1, k.axes)}, batch_axis={k.batch_axis}, channel_axis="
+                f"{k.channel_axis}), making the infinite limit ill-defined. Give every layer "
+                "the same batch_axis/channel_axis (Flatten changes them to its output layout)."
+            )
+
+
+def requirements_of(kernel_fn: Any) -> dict:
+    """The input-layout requirement ``{'batch_axis': .., 'channel_axis': ..}`` (possibly
+    partial or empty) of a gantk.stax ``kernel_fn``, NT's ``get_req``."""
+    return dict(getattr(kernel_fn, "_gantk_req", {}))
+
+
+def combine_requirements(kernel_fns: Sequence[Any], parallel: bool) -> dict:
+    """NT's ``_get_input_req_attr`` for ``batch_axis``/``channel_axis``.
+
+    In ``serial`` the first layer that states an axis sets the network's input layout
+    (later layers are checked against the layout that reaches them, when the kernel is
+    computed). In ``parallel`` the branches must agree; as in NT a mismatch only warns
+    here (the branch layers raise when the kernel is computed).
+    """
+    req: dict = {}
+    for fn in kernel_fns:
+        for arg, value in requirements_of(fn).items():
+            if arg not in req:
+                req[arg] = value
+            elif parallel and req[arg] != value:
+                warnings.warn(
+                    f"For `kernel_fn`, `{arg}` parameters must match in all parallel "
+                    f"branches, got {req[arg]} and {value}; kernel_fn raises if the "
+                    "layouts really differ.",
+                    stacklevel=3,
+                )
+    return req
 
 
 def _evaluate(
@@ -64,6 +146,7 @@ def _evaluate(
     diagonal_spatial: bool = False,
     fast: bool = True,
     same: bool | None = None,
+    axes: tuple[int, int] = (0, -1),
 ) -> Any:
     """Kernel map ``fn`` on inputs ``x1``/``x2``: the jitted core of every ``kernel_fn``.
 
@@ -71,13 +154,15 @@ def _evaluate(
     of ``x1``/``x2`` are already zero). ``fast`` selects the fused elementwise derivative
     (:func:`_chain`); it is only valid when every layer acts entrywise on the points
     kernel (no ``Flatten`` of spatial inputs, no ``Index``) and nothing is masked.
-    Spatial outputs are returned in NT's layout.
+    Spatial outputs are returned in NT's layout. ``x1``/``x2`` are in the canonical
+    order ``(n, *spatial, d)``; ``axes`` is the user's ``(batch_axis, channel_axis)``
+    (metadata of the kernels; the masks are in that layout).
     """
     shape1, shape2 = tuple(x1.shape), tuple((x1 if x2 is None else x2).shape)
     _, _, c1, c2, n0 = _input_moments(x1, x2)
     c2 = c1 if c2 is None else c2
     fields = _fields(get)
-    run = _Chain(fn, fields, _needs_ntk(get), x2 is not None, shape1, shape2, same)
+    run = _Chain(fn, fields, _needs_ntk(get), x2 is not None, shape1, shape2, same, axes)
     if m1 is not None:  # masked: plain autodiff, masks of the outputs returned as well
         template = jax.eval_shape(run.kernel, n0, c1, c2, m1, m2)
         tree = run.kernel(n0, c1, c2, m1, m2)
@@ -163,7 +248,7 @@ def _assemble(arrays: Any, template: Any, get: Any, covs: Any) -> Any:
 
 
 def _check_kwargs(kwargs: dict) -> tuple[bool, bool, Any]:
-    """Validate NT's ``kernel_fn`` keyword arguments.
+    """Validate NT's ``kernel_fn`` keyword arguments (the axes are checked with the inputs).
 
     Returns:
         ``(diagonal_batch, diagonal_spatial, mask_constant)``.
@@ -185,22 +270,68 @@ def _check_kwargs(kwargs: dict) -> tuple[bool, bool, Any]:
     )
 
 
-def _masked_input(x: Any, name: str, mask_constant: Any, like: Any = None) -> tuple:
-    """``check_input`` then NT's input mask: ``(x with masked entries zeroed, mask)``.
+def _input_layout(req: dict, kwargs: dict) -> dict:
+    """The layout of the inputs: NT's defaults, overridden by the network's requirement
+    (:func:`requirements_of`), overridden by ``batch_axis=``/``channel_axis=`` given to
+    ``kernel_fn`` (NT's ``_fuse_requirements``)."""
+    layout = {**DEFAULT_AXES, **req}
+    layout.update({a: kwargs[a] for a in DEFAULT_AXES if kwargs.get(a) is not None})
+    return layout
 
-    With a ``mask_constant`` the finiteness check runs after masking, so NaN/inf entries
-    are accepted exactly when they are masked (``mask_constant=nan`` / ``inf``).
+
+def _masked_input(
+    x: Any, name: str, mask_constant: Any, layout: dict, like: Any = None
+) -> tuple:
+    """``check_input`` then NT's input mask: ``(x canonical, mask, axes)``.
+
+    ``x`` is validated in the user's layout ``layout`` (``batch_axis``/``channel_axis``)
+    and moved to the canonical order ``(n, *spatial, d)``; the mask stays in the user's
+    layout (NT's). With a ``mask_constant`` the finiteness check runs after masking, so
+    NaN/inf entries are accepted exactly when they are masked (``mask_constant=nan`` /
+    ``inf``). ``like`` is ``x1`` (canonical) for ``x2``: same non-batch shape required.
     """
-    x = check_input(x, name, like, finite=mask_constant is None)
+    x = check_input(x, name, None, finite=mask_constant is None)
+    axes = input_axes(x.ndim, layout["batch_axis"], layout["channel_axis"], name)
     x, mask = input_mask(x, mask_constant)
     if mask is not None:
         check_finite(x, name)
-    return x, mask
+    canon = to_canonical(x, axes)
+    if like is not None and canon.shape[1:] != like.shape[1:]:
+        full = actual_shape((-1, *like.shape[1:]), axes)
+        rest = full[: axes[0]] + full[axes[0] + 1 :]
+        raise ValueError(
+            f"`{name}` must have the non-batch shape of `x1`, {rest}; got {tuple(x.shape)} "
+            f"(batch axis {axes[0]})."
+        )
+    return canon, mask, axes
+
+
+def _public(tree: Any) -> Any:
+    """Kernels with ``shape1``/``shape2`` in the activations' layout (NT's ``Kernel``)."""
+    if isinstance(tree, list):
+        return [_public(t) for t in tree]
+    if not isinstance(tree, Kernel) or tree.axes == (0, len(tree.shape1) - 1):
+        return tree
+    return tree.replace(
+        shape1=actual_shape(tree.shape1, tree.axes), shape2=actual_shape(tree.shape2, tree.axes)
+    )
+
+
+def _internal(tree: Any) -> Any:
+    """Inverse of :func:`_public`: shapes in the canonical order used by the kernel maps."""
+    if isinstance(tree, list):
+        return [_internal(t) for t in tree]
+    if tree.axes == (0, len(tree.shape1) - 1):
+        return tree
+    return tree.replace(
+        shape1=canonical_shape(tree.shape1, tree.axes),
+        shape2=canonical_shape(tree.shape2, tree.axes),
+    )
 
 
 #: Layer tags that break the entrywise structure of the points kernel (see ``_evaluate``).
-_NOT_ENTRYWISE = {"index", "opaque"}
-_NOT_ENTRYWISE_SPATIAL = {"index", "flatten", "opaque"}
+_NOT_ENTRYWISE = {"index", "opaque", "mixing"}
+_NOT_ENTRYWISE_SPATIAL = {"index", "flatten", "opaque", "mixing"}
 
 
 def _tuple_inputs(
@@ -210,29 +341,39 @@ def _tuple_inputs(
     get: Any,
     diagonal_batch: bool,
     mask_constant: Any = None,
+    layout: dict = DEFAULT_AXES,
 ) -> Any:
-    """``kernel_fn`` on a tuple of inputs (networks that start with ``parallel``)."""
+    """``kernel_fn`` on a tuple of inputs (networks that start with ``parallel``), all in
+    the same ``layout`` (as NT)."""
     if isinstance(x2, (tuple, list)) and all(x is None for x in x2):
         x2 = None  # NT accepts (None, ..., None) for "x2 = x1"
     if x2 is not None and (not isinstance(x2, (tuple, list)) or len(x2) != len(x1)):
         raise ValueError(
             f"`x2` must be None or a tuple of {len(x1)} arrays like `x1`; got {type(x2).__name__}."
         )
-    xs1 = [_masked_input(x, f"x1[{i}]", mask_constant) for i, x in enumerate(x1)]
+    xs1 = [_masked_input(x, f"x1[{i}]", mask_constant, layout) for i, x in enumerate(x1)]
+    axes = [a for _, _, a in xs1]
+    xs1 = [(x, m) for x, m, _ in xs1]
     xs2 = None
     if x2 is not None:
-        xs2 = [_masked_input(x, f"x2[{i}]", mask_constant, xs1[i][0]) for i, x in enumerate(x2)]
+        xs2 = [
+            _masked_input(x, f"x2[{i}]", mask_constant, layout, xs1[i][0])[:2]
+            for i, x in enumerate(x2)
+        ]
     if any(x.ndim > 2 for x, _ in xs1):
         raise NotImplementedError("tuple inputs of rank > 2 are not implemented in gantk.stax.")
 
     def inputs(a: list, b: list | None) -> list:
         return [
-            input_kernel(x, None if b is None else b[i][0], True, m, None if b is None else b[i][1])
+            input_kernel(
+                x, None if b is None else b[i][0], True, m, None if b is None else b[i][1],
+                axes=axes[i],
+            )
             for i, (x, m) in enumerate(a)
         ]
 
     full = jax.jit(lambda a, b: fn(inputs(a, b)))(xs1, xs2)
-    full = _select(full, None)
+    full = _public(_select(full, None))
     covs = None
     if not diagonal_batch and any(f in ("cov1", "cov2") for f in _fields(get)):
         self1 = _select(jax.jit(lambda a: fn(inputs(a, None)))(xs1), "nngp")
@@ -253,6 +394,7 @@ def make_layer(
     mask_fn: MaskFn | None = None,
     remask: bool = False,
     composite: bool = False,
+    req: dict | None = None,
 ) -> Layer:
     """Wrap a kernel map into an NT-style ``(init_fn, apply_fn, kernel_fn)`` triple.
 
@@ -273,7 +415,18 @@ def make_layer(
       instead of ``(n1, n2, s1, s1', s2, s2', ...)``) and ``mask_constant`` (default
       None; a real scalar, NaN allowed: input entries equal to it are masked, with NT's
       semantics, see :mod:`gantk.stax._masking`; ``mask1``/``mask2`` of the result
-      carry the masks).
+      carry the masks), ``batch_axis``/``channel_axis`` (NT's: the layout of ``x1``/``x2``;
+      they override the network's own requirement, see below).
+
+    Layout (NT's layer requirements): layers built with ``batch_axis``/``channel_axis``
+    (``Dense``, ``Index``, ``Flatten``, ``LayerNorm``) state which layout their input
+    activations have; ``serial`` takes its input layout from the first layer that states
+    one, ``parallel`` from its branches. ``kernel_fn`` reads ``x1``/``x2`` in that layout
+    (e.g. ``(d, n)`` for ``Dense(batch_axis=1, channel_axis=0)``), moves them to the
+    canonical ``(n, *spatial, d)`` order and computes there: the kernels equal those of
+    the transposed inputs in the default layout. The returned :class:`Kernel` has
+    ``batch_axis``/``channel_axis`` and ``shape1``/``shape2``/masks of the output
+    activations' layout (``Flatten(batch_axis_out=1)`` makes it ``(width, n)``).
 
     Unless ``composite``, the layer supports masking as NT's ``supports_masking``: its
     ``apply_fn`` takes ``mask_constant=`` (and :class:`~gantk.stax._masking.MaskedArray`
@@ -300,11 +453,16 @@ def make_layer(
         composite: the layer is made of layers that handle masks themselves
             (``serial``, ``parallel``, ``repeat``, ``FanOut``, user layers): masks and
             ``mask_constant`` pass through untouched.
+        req: NT's input requirement of the layer, ``{'batch_axis': b, 'channel_axis':
+            c}`` (either may be missing; ``channel_axis: None`` for ``Flatten``); the
+            kernel map itself checks it with :func:`require_axes`.
 
     Raises (from the returned ``kernel_fn``):
         ValueError: when ``x1``/``x2`` have rank < 2, different non-batch shapes or
             (when concrete) non-finite entries that are not masked, ``get`` is unknown, a
-            flag is not bool or ``mask_constant`` is not None or a real scalar.
+            flag is not bool or ``mask_constant`` is not None or a real scalar; when
+            ``batch_axis``/``channel_axis`` are not distinct in-range ints, or a layer's
+            layout requirement contradicts the layout reaching it (naming the argument).
         TypeError: on any other keyword argument.
         NotImplementedError: (as NT) when a ``remask`` layer or ``LayerNorm`` gets masks
             that vary along the channel axis (e.g. ``Erf`` applied to a partially masked
@@ -315,22 +473,24 @@ def make_layer(
         apply_fn = masked_apply(apply_fn, mask_fn)
     core = jax.jit(
         functools.partial(_evaluate, fn),
-        static_argnames=("get", "fast", "diagonal_spatial", "same"),
+        static_argnames=("get", "fast", "diagonal_spatial", "same", "axes"),
     )
     on_kernels = jax.jit(lambda k, get: _select(fn(k), get), static_argnames=("get",))
+    req = dict(req or {})
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **kwargs: Any) -> Any:
         diagonal_batch, ds, mask_constant = _check_kwargs(kwargs)
+        layout = _input_layout(req, kwargs)
         get = _canonical_get(get)
         if _is_kernel_tree(x1):
-            full = on_kernels(x1, get=None)
+            full = _public(on_kernels(_internal(x1), get=None))
             return full if get is None else _assemble(full, full, get, None)
         if isinstance(x1, (tuple, list)):
-            return _tuple_inputs(fn, x1, x2, get, diagonal_batch, mask_constant)
-        x1, m1 = _masked_input(x1, "x1", mask_constant)
+            return _tuple_inputs(fn, x1, x2, get, diagonal_batch, mask_constant, layout)
+        x1, m1, axes = _masked_input(x1, "x1", mask_constant, layout)
         m2 = None
         if x2 is not None:
-            x2, m2 = _masked_input(x2, "x2", mask_constant, x1)
+            x2, m2, _ = _masked_input(x2, "x2", mask_constant, layout, x1)
         spatial = x1.ndim > 2
         fast = not (tags & (_NOT_ENTRYWISE_SPATIAL if spatial else _NOT_ENTRYWISE))
         same = None
@@ -339,7 +499,7 @@ def make_layer(
                 x1.shape == x2.shape and is_concrete(x1) and is_concrete(x2)
                 and bool(np.array_equal(np.asarray(x1), np.asarray(x2)))
             )
-        run = functools.partial(core, fast=fast, diagonal_spatial=ds, same=same)
+        run = functools.partial(core, fast=fast, diagonal_spatial=ds, same=same, axes=axes)
         both, only1, only2 = (x1, x2, m1, m2), (x1, None, m1, None), (x2, None, m2, None)
         arr, fields = _array_fields(get), _fields(get)
         covs = None
@@ -358,13 +518,13 @@ def make_layer(
             )
         wants_mask = m1 is not None and ("mask1" in fields or "mask2" in fields)
         if arr is None or wants_mask:
-            arrays = template = run(*both, get=None)
+            arrays = template = _public(run(*both, get=None))
         elif covs is None and len(arr) == len(fields):
             return run(*both, get=get)  # the common case: arrays only, as asked
         else:
             arrays = run(*both, get=arr) if arr else None
             # Metadata: from shapes only (nothing is computed).
-            template = jax.eval_shape(functools.partial(run, get=None), *both)
+            template = _public(jax.eval_shape(functools.partial(run, get=None), *both))
         return _assemble(arrays, template, get, covs)
 
     short = name.split("(")[0]
@@ -380,6 +540,7 @@ def make_layer(
     kernel_fn._gantk_kernel_map = fn  # type: ignore[attr-defined]
     kernel_fn._gantk_name = name  # type: ignore[attr-defined]
     kernel_fn._gantk_tags = frozenset(tags)  # type: ignore[attr-defined]
+    kernel_fn._gantk_req = req  # type: ignore[attr-defined]
     return init_fn, apply_fn, kernel_fn
 
 
@@ -439,10 +600,15 @@ def _plain(kernel_fn: KernelFn, get: str) -> Callable:
         kernel_fn = kernel_fn[2]
     fn = kernel_map(kernel_fn)
     name = getattr(kernel_fn, "_gantk_name", "layer")
-    fast = "index" not in getattr(kernel_fn, "_gantk_tags", frozenset())
-    core = jax.jit(functools.partial(_evaluate, fn, get=get, fast=fast))
+    fast = not (getattr(kernel_fn, "_gantk_tags", frozenset()) & _NOT_ENTRYWISE)
+    layout = _input_layout(requirements_of(kernel_fn), {})
+    axes = input_axes(2, layout["batch_axis"], layout["channel_axis"], "x1")
+    core = jax.jit(functools.partial(_evaluate, fn, get=get, fast=fast, axes=axes))
 
     def k(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None = None) -> Array:
+        if axes != (0, 1):  # the network reads (d, n) inputs: NT's layout requirement
+            x1 = jnp.transpose(jnp.asarray(x1)) if jnp.ndim(x1) == 2 else x1
+            x2 = jnp.transpose(jnp.asarray(x2)) if x2 is not None and jnp.ndim(x2) == 2 else x2
         x1 = points(x1, "x1")
         if x2 is not None:
             x2 = points(x2, "x2", dim=x1.shape[1], dim_name="x1")
@@ -468,7 +634,9 @@ def ntk(kernel_fn: KernelFn | Sequence) -> Callable:
     Returns:
         ``k(x1, x2)`` with ``x1`` ``(n1, d)``, ``x2`` ``(n2, d)`` or ``None`` (``x2 = x1``),
         returning the infinite-width NTK as an ``(n1, n2)`` array (jitted; differentiable
-        in ``x1`` and ``x2``).
+        in ``x1`` and ``x2``). For a network whose layers ask for the transposed layout
+        (``Dense(batch_axis=1, channel_axis=0)``) ``x1`` is ``(d, n1)``, as for its
+        ``kernel_fn``.
 
     Raises:
         ValueError: if ``kernel_fn`` is not a gantk.stax kernel_fn; the returned ``k``

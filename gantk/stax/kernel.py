@@ -84,13 +84,15 @@ META_GETS = (
 #: Every field ``get`` accepts (NT's ``Kernel`` fields).
 ALL_GETS = GETS + META_GETS
 #: Keyword arguments of NT's ``kernel_fn`` that gantk implements (anything else raises).
-KERNEL_KWARGS = ("diagonal_batch", "diagonal_spatial", "mask_constant")
+KERNEL_KWARGS = (
+    "diagonal_batch", "diagonal_spatial", "mask_constant", "batch_axis", "channel_axis"
+)
 
 
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
-    meta_fields=["is_gaussian", "shape1", "shape2", "same_inputs"],
+    meta_fields=["is_gaussian", "shape1", "shape2", "same_inputs", "batch_axis", "channel_axis"],
 )
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -108,7 +110,10 @@ class Kernel:
         is_gaussian: whether the output units are centred Gaussian (true after a
             ``Dense``), which activations require of their inputs.
         shape1: shape ``(n1, width)`` of the layer's finite-width output on ``x1``; the
-            width is only used by ``parameterization='standard'``.
+            width is only used by ``parameterization='standard'``. Inside kernel maps it is
+            in the canonical order ``(n1, *spatial, width)`` whatever ``batch_axis`` and
+            ``channel_axis`` say; the Kernel a ``kernel_fn`` returns has it in the
+            activations' own order (NT's), see :func:`gantk.stax.core.make_layer`.
         shape2: same for ``x2``.
         same_inputs: whether ``x2`` is ``x1`` (``kernel_fn(x1, None)``); None means
             "``cov2 is None``" (inside a kernel map ``cov2`` may be carried explicitly).
@@ -117,6 +122,14 @@ class Kernel:
             1 on the channel axis once a ``Dense`` has reduced it), True where masked;
             None without masking (see :mod:`gantk.stax._masking`).
         mask2: same for ``x2``; None when ``x2`` is ``x1`` (then ``mask1`` applies).
+        batch_axis: NT's ``batch_axis``: the batch axis of the finite-width activations
+            this kernel describes (0 unless a layer asked for another layout, e.g.
+            ``Dense(batch_axis=1, channel_axis=0)``), non-negative.
+        channel_axis: NT's ``channel_axis``: their channel (infinite-width) axis,
+            non-negative (``-1`` is taken modulo the rank of ``shape1``).
+
+    Masks are always in the activations' own layout (as NT's); the kernel arrays do not
+    depend on the layout (batch first, then the spatial axes in order, as NT's).
 
     Inputs of rank > 2 ``(n, *spatial, C)`` are held in the *points* layout (see
     :mod:`gantk.stax._layout`): ``nngp`` is ``(n1 * P, n2 * P)`` over all positions,
@@ -133,6 +146,19 @@ class Kernel:
     same_inputs: bool | None = None
     mask1: Bool[Array, "..."] | None = None
     mask2: Bool[Array, "..."] | None = None
+    batch_axis: int = 0
+    channel_axis: int = -1
+
+    def __post_init__(self) -> None:
+        ndim = len(self.shape1)
+        if ndim:  # NT stores both axes non-negative
+            object.__setattr__(self, "batch_axis", self.batch_axis % ndim)
+            object.__setattr__(self, "channel_axis", self.channel_axis % ndim)
+
+    @property
+    def axes(self) -> tuple[int, int]:
+        """``(batch_axis, channel_axis)``: the layout of the activations."""
+        return self.batch_axis, self.channel_axis
 
     def replace(self, **changes: Any) -> Kernel:
         """Return a copy with some fields replaced."""
@@ -158,16 +184,6 @@ class Kernel:
     def diagonal_spatial(self) -> bool:
         """Always False: rank-2 kernels have no spatial axes."""
         return False
-
-    @property
-    def batch_axis(self) -> int:
-        """Batch axis of the finite-width inputs/outputs (0)."""
-        return 0
-
-    @property
-    def channel_axis(self) -> int:
-        """Channel (feature) axis of the finite-width inputs/outputs (1)."""
-        return 1
 
     @property
     def is_reversed(self) -> bool:
@@ -214,6 +230,7 @@ def input_kernel(
     compute_ntk: bool,
     mask1: Bool[Array, "n1 *s d"] | None = None,
     mask2: Bool[Array, "n2 *s d"] | None = None,
+    axes: tuple[int, int] = (0, -1),
 ) -> Kernel:
     """NT's input kernel: ``nngp = x1 x2^T / d``, ``cov_i = |x_i|^2 / d``, ``ntk = 0``.
 
@@ -227,6 +244,9 @@ def input_kernel(
             ``_inputs_to_kernel`` the masked entries must already be zero in ``x1`` and
             the input kernel itself is not remasked.
         mask2: same for ``x2`` (None when ``x2`` is None).
+        axes: ``(batch_axis, channel_axis)`` of the inputs as the user gave them (``x1``
+            and ``x2`` here are already moved to the canonical ``(n, *spatial, d)``
+            order; the masks are in the user's layout).
 
     Returns:
         The input :class:`Kernel` (not Gaussian), in the common dtype of ``x1``/``x2``.
@@ -245,6 +265,8 @@ def input_kernel(
         same_inputs=x2 is None,
         mask1=mask1,
         mask2=mask2,
+        batch_axis=axes[0],
+        channel_axis=axes[1],
     )
 
 
@@ -327,8 +349,10 @@ class _Chain:
     def __init__(
         self, fn: KernelMap, fields: tuple[str, ...], compute_ntk: bool, has_x2: bool,
         shape1: tuple[int, ...], shape2: tuple[int, ...], same: bool | None = None,
+        axes: tuple[int, int] = (0, -1),
     ) -> None:
         self.fn, self.fields, self.compute_ntk, self.has_x2 = fn, fields, compute_ntk, has_x2
+        self.axes = axes
         self.shape1, self.shape2 = shape1, shape2
         self.same = (not has_x2) if same is None else same
         self.kinds: tuple[str, ...] = ()
@@ -347,6 +371,8 @@ class _Chain:
             same_inputs=self.same,
             mask1=m1,
             mask2=m2,
+            batch_axis=self.axes[0],
+            channel_axis=self.axes[1],
         )
         return self.fn(k)
 

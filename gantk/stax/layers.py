@@ -27,24 +27,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gantk._validate import check_choice, check_nonneg, check_positive_int
+from gantk.stax._layout import to_canonical
 from gantk.stax._masking import channel_all
-from gantk.stax.core import make_layer, with_width
+from gantk.stax.core import make_layer, require_axes, with_width
 from gantk.stax.kernel import Kernel, Layer
 
 __all__ = ["Dense", "Dropout", "Flatten", "Identity", "Index", "LayerNorm", "Slice"]
-
-
-def _check_axes(k: Kernel, layer: str, batch_axis: int, channel_axis: int) -> None:
-    """gantk's kernels use batch axis 0 and channel axis -1 (NT's defaults)."""
-    ndim = len(k.shape1)
-    if batch_axis % ndim != 0 or channel_axis % ndim != ndim - 1:
-        raise NotImplementedError(
-            f"{layer}: gantk.stax kernels need batch_axis=0 and channel_axis=-1 (NT's "
-            f"defaults); got batch_axis={batch_axis}, channel_axis={channel_axis} on inputs "
-            f"of rank {ndim}. The finite-width init_fn/apply_fn support any axes."
-        )
 
 
 def Dense(
@@ -63,9 +54,11 @@ def Dense(
             in NTK parameterization).
         W_std: weight standard deviation, ``>= 0``.
         b_std: bias standard deviation, ``>= 0``; ``None`` means no bias (NT's default).
-        batch_axis: batch axis of the inputs (the kernel needs 0).
-        channel_axis: feature axis the layer acts on (the kernel needs -1); the other
-            axes are kept.
+        batch_axis: batch axis of the inputs (NT's layout requirement: a network starting
+            with this layer reads ``x1``/``x2`` in this layout, and ``kernel_fn`` raises if
+            the activations reaching it are in another one).
+        channel_axis: feature axis the layer acts on (infinite in the kernel); the other
+            axes are kept. Same requirement as ``batch_axis``.
         parameterization: ``'ntk'`` (``y = W_std/sqrt(d) x W + b_std b``, ``W, b ~ N(0,1)``)
             or ``'standard'`` (``y = x W / sqrt(s0) + b``, ``W ~ N(0, W_std^2 s0/d)``,
             ``b ~ N(0, b_std^2)``), case-insensitive.
@@ -82,8 +75,8 @@ def Dense(
     Raises:
         ValueError: on a non-positive-integer ``out_dim``, negative or non-finite
             ``W_std``/``b_std``, an unknown ``parameterization``, or ``s`` not a pair of
-            positive integers. The kernel_fn raises NotImplementedError for
-            ``batch_axis != 0`` or ``channel_axis != -1``.
+            positive integers. The kernel_fn raises ValueError (naming the argument)
+            when the activations reaching the layer have another batch or channel axis.
 
     Masking (NT's ``Dense``): a position stays masked when all its input channels are
     masked (``mask_fn``), and the kernel entries of masked positions are zeroed.
@@ -144,7 +137,7 @@ def Dense(
         return mat if b_var is None else mat + b_var
 
     def fn(k: Kernel) -> Kernel:
-        _check_axes(k, "Dense", batch_axis, channel_axis)
+        require_axes(k, "Dense", batch_axis=batch_axis, channel_axis=channel_axis)
         ntk = k.ntk
         nngp = affine(k.nngp)
         if ntk is not None:
@@ -160,7 +153,10 @@ def Dense(
         return with_width(k, width)
 
     name = f"Dense({out_dim}, W_std={W_std}, b_std={b_std}, {parameterization}, s={tuple(s)})"
-    return make_layer(init_fn, apply_fn, fn, name, mask_fn=channel_all(channel_axis), remask=True)
+    return make_layer(
+        init_fn, apply_fn, fn, name, mask_fn=channel_all(channel_axis), remask=True,
+        req={"batch_axis": batch_axis, "channel_axis": channel_axis},
+    )
 
 
 def Identity() -> Layer:
@@ -190,19 +186,27 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     count as zeros in the spatial mean.
 
     Args:
-        batch_axis: batch axis of the inputs (the kernel needs 0).
-        batch_axis_out: batch axis of the output, 0 or 1 (-2/-1); the kernel needs 0.
+        batch_axis: batch axis of the inputs (NT's layout requirement, see ``Dense``;
+            every other axis is flattened, so the channel axis is free).
+        batch_axis_out: batch axis of the output, 0 or 1 (-2/-1): the kernel's
+            ``batch_axis``/``channel_axis`` become ``(0, 1)`` or ``(1, 0)``, which the
+            following layers must ask for (e.g. ``Dense(batch_axis=1, channel_axis=0)``).
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)``.
 
     Raises:
-        ValueError: on a ``batch_axis_out`` other than 0, 1, -2, -1. The kernel_fn raises
-            NotImplementedError for ``batch_axis != 0`` or ``batch_axis_out != 0``.
+        ValueError: on a ``batch_axis_out`` other than 0, 1, -2, -1 or a non-int
+            ``batch_axis``; from the kernel_fn when the activations reaching the layer
+            have another batch axis.
     """
-    if batch_axis_out not in (0, 1, -2, -1):
+    if isinstance(batch_axis_out, bool) or batch_axis_out not in (0, 1, -2, -1):
         raise ValueError(f"`batch_axis_out` must be 0 or 1; got {batch_axis_out!r}.")
+    if isinstance(batch_axis, bool) or not isinstance(batch_axis, int):
+        raise ValueError(f"`batch_axis` must be an int; got {batch_axis!r}.")
     out_first = batch_axis_out in (0, -2)
+    out_axes = {"batch_axis": 0, "channel_axis": 1} if out_first else {
+        "batch_axis": 1, "channel_axis": 0}
 
     def out_shape(shape: Sequence[int]) -> tuple[int, int]:
         shape = tuple(shape)
@@ -214,18 +218,14 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         return out_shape(input_shape), ()
 
     def apply_fn(params: tuple, x: jax.Array, **kwargs: Any) -> jax.Array:
-        x = jnp.moveaxis(x, batch_axis, 0 if out_first else -1)
-        return jnp.reshape(x, out_shape(x.shape if out_first else (x.shape[-1], *x.shape[:-1])))
+        shape = out_shape(x.shape)
+        return jnp.reshape(jnp.moveaxis(x, batch_axis, 0 if out_first else -1), shape)
 
     def fn(k: Kernel) -> Kernel:
-        if batch_axis % len(k.shape1) != 0 or not out_first:
-            raise NotImplementedError(
-                "Flatten: gantk.stax kernels need batch_axis=0 and batch_axis_out=0; got "
-                f"batch_axis={batch_axis}, batch_axis_out={batch_axis_out}."
-            )
+        require_axes(k, "Flatten", batch_axis=batch_axis)
         if len(k.shape1) <= 2:
-            return k
-        n1, n2 = k.shape1[0], k.shape2[0]
+            return k.replace(**out_axes)
+        n1, n2 = k.shape1[0], k.shape2[0]  # canonical (n, *spatial, C) shapes
         p = math.prod(k.shape1[1:-1])
 
         def pairs(mat: Any) -> Any:
@@ -241,15 +241,19 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
             ntk=pairs(k.ntk),
             cov1=singles(k.cov1, n1),
             cov2=singles(k.cov2, n2),
-            shape1=out_shape(k.shape1),
-            shape2=out_shape(k.shape2),
+            shape1=(n1, math.prod(k.shape1[1:])),
+            shape2=(n2, math.prod(k.shape2[1:])),
+            **out_axes,
         )
 
     name = f"Flatten({batch_axis}, {batch_axis_out})"
     def mask_fn(mask: jax.Array, input_shape: Sequence[int]) -> jax.Array:
         return apply_fn((), jnp.broadcast_to(mask, tuple(input_shape)))
 
-    return make_layer(init_fn, apply_fn, fn, name, frozenset({"flatten"}), mask_fn=mask_fn)
+    return make_layer(
+        init_fn, apply_fn, fn, name, frozenset({"flatten"}), mask_fn=mask_fn,
+        req={"batch_axis": batch_axis, "channel_axis": None},
+    )
 
 
 def Dropout(rate: float, mode: str = "train") -> Layer:
@@ -338,17 +342,20 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     Args:
         idx: a numpy-style index, e.g. ``Slice[::2, :4]`` (``== (slice(None, None, 2),
             slice(None, 4))``).
-        batch_axis: batch axis of the inputs (the kernel needs 0).
-        channel_axis: channel axis (the kernel needs -1).
+        batch_axis: batch axis of the inputs (NT's layout requirement, see ``Dense``).
+        channel_axis: channel axis of the inputs (same).
 
     Returns:
-        ``(init_fn, apply_fn, kernel_fn)``.
+        ``(init_fn, apply_fn, kernel_fn)``. Integers in ``idx`` remove axes, so the
+        kernel's ``batch_axis``/``channel_axis`` shift as the activations' do (NT).
 
     Raises:
         NotImplementedError: from ``kernel_fn`` (as NT) when the channel axis is indexed
             with anything but ``:``/``...``, the batch axis with an integer, or ``idx``
-            adds axes; also for non-default ``batch_axis``/``channel_axis``.
-        ValueError: from ``init_fn``/``kernel_fn`` when ``idx`` has more entries than axes.
+            adds axes.
+        ValueError: from ``init_fn``/``kernel_fn`` when ``idx`` has more entries than axes;
+            from ``kernel_fn`` when the activations reaching the layer have another batch
+            or channel axis.
     """
 
     def init_fn(key: jax.Array, input_shape: Sequence[int]) -> tuple[tuple, tuple]:
@@ -358,9 +365,17 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         return x[idx]
 
     def fn(k: Kernel) -> Kernel:
-        _check_axes(k, "Index", batch_axis, channel_axis)
+        require_axes(k, "Index", batch_axis=batch_axis, channel_axis=channel_axis)
         ndim = len(k.shape1)
-        per_axis = _index_per_axis(idx, ndim)
+        b, c = k.axes
+        per_axis = _index_per_axis(idx, ndim)  # in the activations' layout
+        spatial = [i for i in range(ndim) if i not in (b, c)]
+        removed = [i for i, s in enumerate(per_axis) if isinstance(s, (int, np.integer))]
+        new_axes = {
+            "batch_axis": b - sum(i < b for i in removed),
+            "channel_axis": c - sum(i < c for i in removed),
+        }
+        per_axis = (per_axis[b], *(per_axis[i] for i in spatial), per_axis[c])  # canonical
         if per_axis[-1] != slice(None):
             raise NotImplementedError(
                 f"Index: the channel axis (infinite width) can only be indexed with ':' or "
@@ -393,11 +408,13 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
             cov2=singles(k.cov2, grid2, new2),
             shape1=(*new1, k.shape1[-1]),
             shape2=(*new2, k.shape2[-1]),
+            **new_axes,
         )
 
     return make_layer(
         init_fn, apply_fn, fn, f"Index({idx!r})", frozenset({"index"}),
         mask_fn=lambda mask, input_shape: mask[idx],
+        req={"batch_axis": batch_axis, "channel_axis": channel_axis},
     )
 
 
@@ -412,60 +429,121 @@ class _Slice:
 Slice = _Slice()
 
 
-def LayerNorm(eps: float = 1e-12) -> Layer:
-    """Layer normalisation over the (infinite) feature axis, NT's ``stax.LayerNorm()``.
+def LayerNorm(
+    axis: int | Sequence[int] = -1,
+    eps: float = 1e-12,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
+    """Layer normalisation, NT's ``stax.LayerNorm(axis, eps, batch_axis, channel_axis)``.
 
-    Finite width: ``(x - mean(x)) / sqrt(var(x) + eps)`` over the last axis. Infinite width
-    (centred Gaussian inputs, whose feature mean vanishes):
-    ``nngp' = nngp / sqrt((eps + cov1_i)(eps + cov2_j))``, likewise ``ntk``, and
-    ``cov' = cov / (eps + cov)``. With masked inputs (NT) the finite-width statistics are
-    over the unmasked channels (masked entries, zeroed, still enter the variance as in NT's
-    ``mean_and_var``), and the kernel needs masks that do not vary across channels.
+    Finite width: ``(x - mean(x)) / sqrt(var(x) + eps)`` with the statistics over ``axis``
+    (the channel axis, possibly with spatial axes and the batch axis). Infinite width
+    (centred Gaussian inputs, whose mean over infinitely many channels vanishes; NT's
+    ``LayerNorm.kernel_fn``): with ``v1 = mean_A (eps + cov1)`` the mean of the variances
+    over the non-channel axes ``A`` of ``axis`` (``v1 = eps + cov1`` when ``axis`` is the
+    channel axis alone), likewise ``v2``,
+    ``nngp' = nngp / sqrt(v1_i v2_j)``, ``ntk' = ntk / sqrt(v1_i v2_j)``,
+    ``cov' = cov / v``. With masked inputs (NT) the finite-width statistics are over the
+    unmasked entries (masked entries, zeroed, still enter the sums as in NT's
+    ``mean_and_var``), the kernel's means likewise, and the kernel needs masks that do
+    not vary across channels.
 
     Args:
+        axis: axis or axes of the activations to normalise over; must include the
+            channel axis.
         eps: non-negative regulariser added to the variances.
+        batch_axis: batch axis of the inputs (NT's layout requirement, see ``Dense``).
+        channel_axis: channel axis of the inputs (same).
 
     Returns:
         ``(init_fn, apply_fn, kernel_fn)``.
 
     Raises:
-        ValueError: on a negative ``eps``; the kernel_fn raises NotImplementedError on
-            non-Gaussian inputs (as NT does).
+        ValueError: on a negative ``eps`` or non-int axes; from the kernel_fn when
+            ``axis`` misses the channel axis (the limit is not a kernel then, as NT) or
+            the activations reaching the layer have another layout.
+        NotImplementedError: from the kernel_fn on non-Gaussian inputs or masks varying
+            across channels (as NT does).
     """
     check_nonneg(eps, "eps")
+    axes_arg = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    for a in (*axes_arg, batch_axis, channel_axis):
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise ValueError(
+                f"`axis`, `batch_axis` and `channel_axis` must be ints; got {a!r} (as in NT, "
+                "`eps` is the second argument: pass eps=... by keyword)."
+            )
+
+    def norm_axes(ndim: int) -> tuple[int, ...]:
+        return tuple(sorted({int(a) % ndim for a in axes_arg}))
 
     def apply_fn(
         params: tuple, x: jax.Array, *, mask: jax.Array | None = None, **kwargs: Any
     ) -> jax.Array:
+        ax = norm_axes(x.ndim)
         if mask is None:
-            mean = jnp.mean(x, axis=-1, keepdims=True)
-            var = jnp.var(x, axis=-1, keepdims=True)
-        else:  # NT's mean_and_var with a mask: statistics of the unmasked channels
-            count = x.shape[-1] - jnp.count_nonzero(
-                jnp.broadcast_to(mask, x.shape), axis=-1, keepdims=True
-            )
+            mean = jnp.mean(x, axis=ax, keepdims=True)
+            var = jnp.var(x, axis=ax, keepdims=True)
+        else:  # NT's mean_and_var with a mask: statistics of the unmasked entries
+            size = math.prod(x.shape[a] for a in ax)
+            count = size - jnp.count_nonzero(jnp.broadcast_to(mask, x.shape), axis=ax,
+                                             keepdims=True)
             count = jnp.maximum(count, 1)
-            mean = jnp.sum(x, axis=-1, keepdims=True) / count
-            var = jnp.sum((x - mean) ** 2, axis=-1, keepdims=True) / count
+            mean = jnp.sum(x, axis=ax, keepdims=True) / count
+            var = jnp.sum((x - mean) ** 2, axis=ax, keepdims=True) / count
         return (x - mean) / jnp.sqrt(var + eps)
 
     def fn(k: Kernel) -> Kernel:
+        require_axes(k, "LayerNorm", batch_axis=batch_axis, channel_axis=channel_axis)
         if not k.is_gaussian:
             raise NotImplementedError(
                 "LayerNorm's kernel is only implemented for centred Gaussian inputs "
                 "(put a Dense layer before it)."
             )
+        ndim = len(k.shape1)
+        b, c = k.axes
+        ax = norm_axes(ndim)
+        if c not in ax:
+            raise ValueError(
+                f"LayerNorm: normalisation over the channel axis ({c}) is necessary for "
+                f"convergence to an infinite-width kernel; got axis={axis!r}."
+            )
+        spatial = [i for i in range(ndim) if i not in (b, c)]
+        mean_over = tuple(0 if a == b else 1 + spatial.index(a) for a in ax if a != c)
         for m in (k.mask1, k.mask2):
-            if m is not None and m.shape[-1] != 1:
+            if m is not None and m.shape[c] != 1:
                 raise NotImplementedError(
                     "LayerNorm with masks that differ across channels is not implemented in "
                     f"the infinite-width limit (as in NT); got a mask of shape {m.shape}."
                 )
-        inv1 = 1.0 / jnp.sqrt(eps + k.cov1)
-        inv2 = 1.0 / jnp.sqrt(eps + k.var2)
-        scale = inv1[:, None] * inv2[None, :]  # divisions on vectors only (fusion-friendly)
-        ntk = None if k.ntk is None else k.ntk * scale
-        cov2 = None if k.cov2 is None else k.cov2 / (eps + k.cov2)
-        return k.replace(nngp=k.nngp * scale, ntk=ntk, cov1=k.cov1 / (eps + k.cov1), cov2=cov2)
 
-    return make_layer(lambda key, s: (s, ()), apply_fn, fn, f"LayerNorm(eps={eps})")
+        def scale(cov: Any, shape: tuple, mask: Any) -> Any:
+            """``eps + cov`` averaged over ``mean_over`` (masked as NT), per point."""
+            v = eps + cov
+            if not mean_over:
+                return v
+            grid = jnp.reshape(v, shape[:-1])
+            if mask is None:
+                mean = jnp.mean(grid, axis=mean_over, keepdims=True)
+            else:
+                m = jnp.broadcast_to(to_canonical(mask, k.axes)[..., 0], grid.shape)
+                size = math.prod(grid.shape[a] for a in mean_over)
+                count = size - jnp.count_nonzero(m, axis=mean_over, keepdims=True)
+                mean = jnp.sum(grid, axis=mean_over, keepdims=True) / jnp.maximum(count, 1)
+            return jnp.reshape(jnp.broadcast_to(mean, grid.shape), (-1,))
+
+        v1 = scale(k.cov1, k.shape1, k.mask1)
+        v2 = v1 if k.cov2 is None else scale(k.cov2, k.shape2, k.mask2)
+        inv1, inv2 = 1.0 / jnp.sqrt(v1), 1.0 / jnp.sqrt(v2)
+        s = inv1[:, None] * inv2[None, :]  # divisions on vectors only (fusion-friendly)
+        ntk = None if k.ntk is None else k.ntk * s
+        cov2 = None if k.cov2 is None else k.cov2 / v2
+        return k.replace(nngp=k.nngp * s, ntk=ntk, cov1=k.cov1 / v1, cov2=cov2)
+
+    mixing = len(set(axes_arg)) > 1  # statistics across points: not entrywise
+    return make_layer(
+        lambda key, s: (s, ()), apply_fn, fn, f"LayerNorm(axis={axis}, eps={eps})",
+        frozenset({"mixing"}) if mixing else frozenset(),
+        req={"batch_axis": batch_axis, "channel_axis": channel_axis},
+    )
