@@ -37,15 +37,12 @@ Usage::
 ``--breakdown`` (pde) also times the pieces (forward + backward, as the step runs them): the
 4 encoder calls, the ``n_pred + offset + 1`` decoder calls, the residual rollout, Adam.
 
-Measured 2026-12-02 UTC on the shared 2-core Xeon that gantk's numbers come from, torch
-2.14.1, 2 threads, UNDER LOAD 7-11 (other sessions' jobs; ``benchmarks/pde.py`` keeps them,
-with their load, in ``TORCH_HERE``): pde ``mnist-paper`` 35.3 s (b16), 129.7 s (b128, one
-step); ``waveeq-paper`` 39.7 s (b16), 55.8 s (b128); srvp ``nf16-res128`` 11.6 s (b16,
-load 8.9), 36.3 s (b128, one step, load 6.3); srvp ``paper`` 26.8 s (b16, load 8.1),
-161.5 s (b128, one step, load 6.1).
-Quiet, the lead measured srvp ``nf16-res128`` b16 0.80 s and ``paper`` b16 5.45 s: PyTorch's
-OpenMP threads suffer ~14× from oversubscription here (XLA's ~4×), so only numbers taken at
-a load below ~2 compare fairly.
+Measured 2026-12-02 02:16-02:22 UTC on the 2-core AMD EPYC (AVX2) that gantk's numbers come
+from, torch 2.14.1, 2 threads, quiet (load average 1.5-1.9), ``--batches 16 --reps 3``:
+srvp ``paper`` 4.54 s, ``nf16-res128`` 0.605 s; pde ``waveeq-paper`` 2.04 s,
+``mnist-paper`` 3.33 s (kept in ``TORCH_HERE`` of ``benchmarks/srvp.py`` and
+``benchmarks/pde.py``). Only quiet numbers compare fairly: at load 7-11 PyTorch's OpenMP
+threads slowed ~14x (srvp ``nf16-res128`` 11.6 s), XLA's ~4x.
 """
 
 from __future__ import annotations

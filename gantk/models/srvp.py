@@ -365,6 +365,7 @@ def srvp_loss(out: dict[str, Any], x: Array, *, likelihood: str = "gaussian",
 
 # --------------------------------------------------------------------------- experiment
 _MODEL_KEYS = tuple(f.name for f in dataclasses.fields(SRVPConfig))
+_GEN_CHUNK_FRAMES = 128  # decoded frames per vmapped chunk of samples in generation
 
 
 class SRVPExperiment:
@@ -447,11 +448,17 @@ class SRVPExperiment:
             return self.model.apply(variables, hx, w, n_frames, k, n_substeps,
                                     method=SRVP.generate)
 
-        return jax.vmap(one)(jax.random.split(key, n_samples))
+        # samples in vmapped chunks of about _GEN_CHUNK_FRAMES decoded frames: one vmap over
+        # all samples makes every decoder activation n_samples times larger than the cache and
+        # was 1.4x slower for best-of-100 (benchmarks/srvp.py)
+        n_out = x_cond.shape[0] * (n_frames - 1) * (n_substeps or self.cfg.n_substeps) + 1
+        chunk = max(1, min(n_samples, _GEN_CHUNK_FRAMES // n_out))
+        return jax.lax.map(one, jax.random.split(key, n_samples), batch_size=chunk)
 
     def sample(self, params: Any, model_state: Any, x_cond: Array, key: Array, *,
                n_samples: int, n_frames: int, n_substeps: int | None = None) -> Array:
-        """``n_samples`` continuations of conditioning videos, all samples vmapped.
+        """``n_samples`` continuations of conditioning videos, vmapped in chunks of samples
+        (``jax.lax.map`` with a ``batch_size`` of about 128 decoded frames).
 
         Args:
             x_cond: ``(B, n_cond, H, W, 1)`` conditioning frames.
