@@ -14,10 +14,12 @@ def _rand(shape, seed):
 
 
 # kind, input shape, output channels, output shape
-# ("down" and "up" in both matmul forms: im2col for small channel counts and frames, col2im
-# for a 32×32 → 16×16 convolution, 128 input channels or a thin output)
+# ("down" in both matmul forms: im2col for small channel counts and frames, col2im for a
+# 32×32 → 16×16 convolution; "up" whole-batch, chunked with a remainder chunk (5 frames in
+# chunks of 2), with 128 input channels and with a thin output)
 _KINDS = [("down", (2, 8, 6, 3), 5, (2, 4, 3, 5)), ("down", (1, 32, 34, 2), 3, (1, 16, 17, 3)),
           ("up", (2, 4, 3, 3), 9, (2, 8, 6, 9)), ("up", (1, 3, 2, 128), 8, (1, 6, 4, 8)),
+          ("up", (5, 16, 16, 4), 64, (5, 32, 32, 64)),
           ("up", (2, 4, 3, 5), 1, (2, 8, 6, 1)),
           ("valid", (2, 4, 4, 3), 5, (2, 1, 1, 5)), ("first", (2, 1, 1, 3), 5, (2, 4, 4, 5))]
 
@@ -80,3 +82,29 @@ def test_dcgan_matmul_and_lax_share_parameters_and_outputs():
         a, b = run(v, m=fast), run(v, m=slow)
         assert a.shape == b.shape and float(jnp.std(b)) > 0.01
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_transposed_convolution_vmap_and_second_order_gradient():
+    """The hand-written gradient of the transposed convolution composes: vmap equals a loop,
+    and grad of grad equals lax's (reverse over reverse); forward mode raises."""
+    x, k = _rand((5, 16, 16, 4), 1), 0.1 * _rand((4, 4, 4, 64), 2)  # chunked: 2 + 2 + 1
+
+    def lax_t(x, k):
+        return jax.lax.conv_transpose(x, k, (2, 2), ((2, 2), (2, 2)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    batched = jax.jit(jax.vmap(conv_transpose4x4_s2, (None, 0)))(x, jnp.stack([k, -2 * k]))
+    np.testing.assert_allclose(np.asarray(batched[1]), -2 * np.asarray(lax_t(x, k)),
+                               rtol=1e-5, atol=1e-5)
+
+    def second(f):
+        def inner(x, k):
+            return jnp.sum(jnp.sin(f(x, k)))
+        return jax.jit(jax.grad(lambda x, k: jnp.sum(jax.grad(inner, 1)(x, k) ** 2), (0, 1)))
+
+    for a, b in zip(second(conv_transpose4x4_s2)(x, k), second(lax_t)(x, k), strict=True):
+        scale = float(jnp.max(jnp.abs(b)))
+        assert scale > 0.01
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * scale)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: conv_transpose4x4_s2(x, k), (x,), (x,))

@@ -24,15 +24,21 @@ convolution re-expressed as one matrix product, in one of two forms per layer sh
   by the rearranged kernel; *col2im* multiplies every block by the 4 block kernels and sums
   the 4 shifted products;
 - a stride-2 transposed convolution (:func:`conv_transpose4x4_s2`, sub-pixel form with 4
-  output phases and depth-to-space) either concatenates the 9 shifted input windows and
-  multiplies by a ``(9C, 4O)`` matrix holding the 16 taps (*im2col*, 2.25× the arithmetic,
-  cheap copies), or multiplies every input pixel by all 16 taps and sums the 4 shifted
-  products per phase (*col2im*, exact arithmetic, the way PyTorch's CPU transposed
-  convolution works);
+  output phases and depth-to-space) multiplies every input pixel by all 16 taps and sums
+  the 4 shifted products per phase (*col2im*, exact arithmetic, the way PyTorch's CPU
+  transposed convolution works), in chunks of frames (``jax.lax.map``) so that the
+  ``16·O``-wide product stays in cache (2–4× faster than one matmul over the batch);
 - the valid ``4×4`` layers at the ``1×1`` ends are plain matmuls.
 
-Their gradients are then matmuls, slices and pads. The form is picked by channel count and
-frame size from per-layer timings on a 2-core AVX2 CPU; both are exact (tested). The
+The gradients of the col2im forms are written by hand (``jax.custom_vjp``; XLA's gradient
+of the shifted sums is a slow scatter-like loop): a transposed convolution's input and kernel
+gradients are one matmul each with the ``4×4`` stride-2 windows of the output gradient, and
+a col2im stride-2 convolution's are two matmuls with the output gradient padded four ways.
+The im2col forms keep XLA's gradients (matmuls, slices and pads). On the paper decoder
+(240 frames, forward + backward) this went from 3.4 to 2.3 s, the paper SRVP step from 5.9 to
+4.6 s (interleaved in one process). The convolution form is
+picked by channel count and frame size from per-layer timings on a 2-core AVX2 CPU; all
+forms are exact (tested). The
 parameter trees are those of ``flax.linen.Conv``/``ConvTranspose`` (same names, shapes and
 meaning), so checkpoints are interchangeable with ``impl="lax"`` (the flax layers), and the
 outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` times both.
@@ -40,7 +46,10 @@ outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
@@ -50,12 +59,12 @@ __all__ = ["DCGANDecoder", "DCGANEncoder", "check_frame_size", "conv4x4_s2",
 
 _INIT = nn.initializers.normal(0.02)
 _IMPLS = ("matmul", "lax")
-# Which of two exact matmul forms a layer uses (same values; chosen from timings of each
-# layer's forward + backward on a 2-core AVX2 CPU): im2col copies the input windows side by
-# side (cheap for few channels), col2im multiplies the input once and sums shifted products
-# (cheap for many channels, a thin output or a large frame)
-_MIN_MATMUL_OUT = 8  # transposed convolutions with fewer output channels: col2im
-_COL2IM_MIN_CHANNELS = 128  # transposed convolutions with this many input channels: col2im
+# Which of two exact matmul forms a stride-2 convolution uses, and how a transposed one is
+# chunked (same values; chosen from timings of each layer's forward + backward on a 2-core
+# AVX2 CPU): im2col copies the input windows side by side (cheap for few channels), col2im
+# multiplies the input once and sums shifted products (cheap for a large frame)
+_MIN_CHUNK_OUT = 8  # transposed convolutions with fewer output channels: not chunked
+_CHUNK_FLOATS = 2 ** 19  # size of the matmul product per chunk of a transposed convolution
 _COL2IM_MIN_SIZE = 16  # stride-2 convolutions with this output size (and C > 1): col2im
 
 
@@ -73,6 +82,37 @@ def check_frame_size(size: int) -> int:
 def _check_impl(impl: str) -> None:
     if impl not in _IMPLS:
         raise ValueError(f"`impl` must be one of {_IMPLS}; got {impl!r}")
+
+
+def _s2_im2col(x: Float[Array, "N H W C"]) -> Float[Array, "M 16C"]:
+    """The ``4×4`` stride-2 (pad 1) windows of ``x`` as rows ``(N·H/2·W/2, 16C)``, columns
+    ordered ``(a, b, p, q, C)``: block offset ``(a, b)``, pixel ``(p, q)`` in the 2×2 block,
+    i.e. kernel tap ``(2a + p, 2b + q)`` (see :func:`_s2_kernel`)."""
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    blocks = _s2_blocks(x)
+    return jnp.concatenate([blocks[:, a:a + ho, b:b + wo] for a in range(2) for b in range(2)],
+                           -1).reshape(-1, 16 * c)
+
+
+def _s2_blocks(x: Float[Array, "N H W C"]) -> Float[Array, "N H/2+1 W/2+1 4C"]:
+    """``x`` zero-padded by one and cut into 2×2 blocks (space-to-depth, ``(p, q, C)``)."""
+    n, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    blocks = xp.reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)
+
+
+def _s2_kernel(kernel: Float[Array, "4 4 C O"]) -> Float[Array, "16C O"]:
+    """A ``(4, 4, C, O)`` kernel as the ``(16C, O)`` matrix matching :func:`_s2_im2col`."""
+    c, o = kernel.shape[2:]
+    return kernel.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, o)
+
+
+def _s2_kernel_inverse(mat: Float[Array, "16C O"]) -> Float[Array, "4 4 C O"]:
+    """Inverse of :func:`_s2_kernel`."""
+    c, o = mat.shape[0] // 16, mat.shape[1]
+    return mat.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, c, o)
 
 
 def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
@@ -94,22 +134,46 @@ def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
     if h % 2 or w % 2 or kernel.shape[:3] != (4, 4, c):
         raise ValueError(f"conv4x4_s2 needs even H, W and a (4, 4, {c}, O) kernel; got x "
                          f"{x.shape}, kernel {kernel.shape}")
-    ho, wo = h // 2, w // 2
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    blocks = xp.reshape(n, ho + 1, 2, wo + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    blocks = blocks.reshape(n, ho + 1, wo + 1, 4 * c)
-    k6 = kernel.reshape(2, 2, 2, 2, c, -1)  # (a, p, b, q, C, O): tap (2a + p, 2b + q)
-    if c > 1 and ho >= _COL2IM_MIN_SIZE:
-        # col2im: every block times the 4 block kernels (one matmul), then the 4 products
-        # that land on an output pixel summed from shifted windows
-        kb = k6.transpose(1, 3, 4, 0, 2, 5).reshape(4 * c, -1)  # (p, q, C) × (a, b, O)
-        prod = (blocks.reshape(-1, 4 * c) @ kb).reshape(n, ho + 1, wo + 1, 2, 2, -1)
-        return sum(prod[:, a:a + ho, b:b + wo, a, b] for a in range(2) for b in range(2))
+    if c > 1 and h // 2 >= _COL2IM_MIN_SIZE:
+        return _col2im_conv(x, kernel)
     # im2col: the 4 shifted block windows side by side times the rearranged kernel
-    patches = jnp.concatenate([blocks[:, a:a + ho, b:b + wo] for a in range(2)
-                               for b in range(2)], -1)
-    k = k6.transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, -1)
-    return (patches.reshape(-1, 16 * c) @ k).reshape(n, ho, wo, -1)
+    return (_s2_im2col(x) @ _s2_kernel(kernel)).reshape(n, h // 2, w // 2, -1)
+
+
+@jax.custom_vjp
+def _col2im_conv(x: Array, kernel: Array) -> Array:
+    """col2im form of :func:`conv4x4_s2`: every 2×2 block times the 4 block kernels (one
+    matmul), then the 4 products that land on an output pixel summed from shifted windows."""
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    k6 = kernel.reshape(2, 2, 2, 2, c, -1)  # (a, p, b, q, C, O): tap (2a + p, 2b + q)
+    kb = k6.transpose(1, 3, 4, 0, 2, 5).reshape(4 * c, -1)  # (p, q, C) × (a, b, O)
+    prod = (_s2_blocks(x).reshape(-1, 4 * c) @ kb).reshape(n, ho + 1, wo + 1, 2, 2, -1)
+    return sum(prod[:, a:a + ho, b:b + wo, a, b] for a in range(2) for b in range(2))
+
+
+def _col2im_conv_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
+    return _col2im_conv(x, kernel), (x, kernel)
+
+
+def _col2im_conv_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Array]:
+    # the gradient of the shifted sums is dy zero-padded four ways (one per block offset
+    # (a, b)); then one matmul each for the blocks' and the kernel's gradients
+    x, kernel = res
+    n, h, w, c = x.shape
+    ho, wo, o = h // 2, w // 2, kernel.shape[-1]
+    dprod = jnp.stack([jnp.pad(dy, ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
+                       for a in range(2) for b in range(2)], 3).reshape(-1, 4 * o)
+    k6 = kernel.reshape(2, 2, 2, 2, c, o)
+    kb = k6.transpose(1, 3, 4, 0, 2, 5).reshape(4 * c, 4 * o)
+    blocks = _s2_blocks(x).reshape(-1, 4 * c)
+    dk = (blocks.T @ dprod).reshape(2, 2, c, 2, 2, o).transpose(3, 0, 4, 1, 2, 5)
+    dblocks = (dprod @ kb.T).reshape(n, ho + 1, wo + 1, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    dx = dblocks.reshape(n, h + 2, w + 2, c)[:, 1:-1, 1:-1]
+    return dx, dk.reshape(4, 4, c, o).astype(kernel.dtype)
+
+
+_col2im_conv.defvjp(_col2im_conv_fwd, _col2im_conv_bwd)
 
 
 def conv_transpose4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
@@ -119,8 +183,16 @@ def conv_transpose4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C
 
     Output pixel ``(2m + r, 2l + s)`` (phase ``(r, s)``) is
     ``Σ_{d,e∈{0,1}} x̃[m + r + d, l + s + e] · K[2d + r, 2e + s]`` with ``x̃`` the input
-    zero-padded by one: the 9 shifted windows of ``x̃`` times a ``(9C, 4O)`` matrix holding
-    the 16 taps (the other entries zero), then the phases interleaved (depth-to-space).
+    zero-padded by one: every input pixel times all 16 taps (one ``(C, 16O)`` matmul), the 4
+    shifted products of each phase summed, then the phases interleaved (depth-to-space).
+    With 8 or more output channels this runs in chunks of frames of ~2 MB of product each.
+
+    Its gradient is written by hand (``jax.custom_vjp``): the input gradient of a transposed
+    convolution is the stride-2 convolution of the output gradient with the flipped,
+    channel-transposed kernel, ``dx[m] = Σ_j dy_pad[2m + j] · K[3 − j]ᵀ``, and the kernel
+    gradient is ``dK[3 − j] = Σ_m x[m] ⊗ dy_pad[2m + j]``; both are one matmul each with the
+    ``4×4`` stride-2 windows of ``dy`` (exact arithmetic). It is jit-, vmap- and
+    grad-friendly (also grad of grad) but reverse mode only: ``jax.jvp``/``jacfwd`` raise.
 
     Args:
         x: ``(N, H, W, C)``.
@@ -129,35 +201,68 @@ def conv_transpose4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C
     Raises:
         ValueError: a kernel that is not ``(4, 4, C, O)``.
     """
-    n, h, w, c = x.shape
-    if kernel.shape[:3] != (4, 4, c):
-        raise ValueError(f"conv_transpose4x4_s2 needs a (4, 4, {c}, O) kernel; got "
+    if kernel.shape[:3] != (4, 4, x.shape[-1]):
+        raise ValueError(f"conv_transpose4x4_s2 needs a (4, 4, {x.shape[-1]}, O) kernel; got "
                          f"{kernel.shape}")
+    return _conv_transpose(x, kernel)
+
+
+def _col2im_transpose(x: Array, kernel: Array) -> Array:
+    """The transposed convolution in col2im form (exact work): every input pixel times all 16
+    taps in one matmul, then each output phase ``(r, s)`` sums the 4 products that reach it
+    from shifted input pixels, and the phases are interleaved (depth-to-space)."""
+    n, h, w, c = x.shape
     o = kernel.shape[-1]
     k6 = kernel.reshape(2, 2, 2, 2, c, o)  # (d, r, e, s, C, O)
-    if c >= _COL2IM_MIN_CHANNELS or o < _MIN_MATMUL_OUT:
-        # col2im (exact work): every input pixel times all 16 taps in one matmul, then each
-        # output phase sums the 4 products that reach it from shifted input pixels
-        prod = x.reshape(-1, c) @ k6.transpose(4, 0, 1, 2, 3, 5).reshape(c, 16 * o)
-        prod = jnp.pad(prod.reshape(n, h, w, 2, 2, 2, 2, o),
-                       ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 5)
-        phases = [[sum(prod[:, r + d:r + d + h, s + e:s + e + w, d, r, e, s]
-                       for d in range(2) for e in range(2)) for s in range(2)]
-                  for r in range(2)]
-        out = jnp.stack([jnp.stack(row, 3) for row in phases], 2)  # (N, H, r, W, s, O)
-        return out.reshape(n, 2 * h, 2 * w, o)
-    # im2col: the 9 shifted windows times a (9C, 4O) matrix holding the 16 taps
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([xp[:, a:a + h, b:b + w] for a in range(3) for b in range(3)],
-                              -1)
-    big = jnp.zeros((3, 3, c, 2, 2, o), kernel.dtype)
-    for r in range(2):
-        for s in range(2):
-            for d in range(2):
-                for e in range(2):
-                    big = big.at[r + d, s + e, :, r, s].set(k6[d, r, e, s])
-    out = (patches.reshape(-1, 9 * c) @ big.reshape(9 * c, 4 * o)).reshape(n, h, w, 2, 2, o)
-    return out.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+    prod = x.reshape(-1, c) @ k6.transpose(4, 0, 1, 2, 3, 5).reshape(c, 16 * o)
+    prod = jnp.pad(prod.reshape(n, h, w, 2, 2, 2, 2, o),
+                   ((0, 0), (1, 1), (1, 1)) + ((0, 0),) * 5)
+    phases = [[sum(prod[:, r + d:r + d + h, s + e:s + e + w, d, r, e, s]
+                   for d in range(2) for e in range(2)) for s in range(2)]
+              for r in range(2)]
+    out = jnp.stack([jnp.stack(row, 3) for row in phases], 2)  # (N, H, r, W, s, O)
+    return out.reshape(n, 2 * h, 2 * w, o)
+
+
+def _in_chunks(f: Callable[[Array], Array], x: Array, rows: int) -> Array:
+    """``f`` (frame-wise, batch axis 0) applied to chunks of ``x`` with about ``rows`` pixel
+    rows each (``jax.lax.map``; the remainder in one more call), so that the matmul's
+    product stays in cache instead of round-tripping through memory."""
+    n, h, w = x.shape[:3]
+    bs = max(1, min(n, rows // (h * w)))
+    m = n // bs * bs
+    if bs == n:
+        return f(x)
+    y = jax.lax.map(f, x[:m].reshape(n // bs, bs, *x.shape[1:]))
+    y = y.reshape(m, *y.shape[2:])
+    return y if m == n else jnp.concatenate([y, f(x[m:])])
+
+
+@jax.custom_vjp
+def _conv_transpose(x: Array, kernel: Array) -> Array:
+    o = kernel.shape[-1]
+    if o < _MIN_CHUNK_OUT:  # a thin output: one matmul over the whole batch is faster
+        return _col2im_transpose(x, kernel)
+    # chunks whose 16·O-wide product is ~2 MB (at least 256 rows for the matmul's sake)
+    return _in_chunks(lambda xc: _col2im_transpose(xc, kernel), x,
+                      max(256, _CHUNK_FLOATS // (16 * o)))
+
+
+def _conv_transpose_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
+    return _conv_transpose(x, kernel), (x, kernel)
+
+
+def _conv_transpose_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Array]:
+    x, kernel = res
+    c = x.shape[-1]
+    windows = _s2_im2col(dy)  # (N·H·W, 16·O): dy_pad[2m + j] for the 16 offsets j
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # K[3 − j]ᵀ: (4, 4, O, C)
+    dx = (windows @ _s2_kernel(flipped)).reshape(x.shape)
+    dflipped = _s2_kernel_inverse(windows.T @ x.reshape(-1, c))  # (4, 4, O, C)
+    return dx, dflipped[::-1, ::-1].transpose(0, 1, 3, 2).astype(kernel.dtype)
+
+
+_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 class _Conv4x4(nn.Module):
