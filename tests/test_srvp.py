@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from gantk.data.video import MovingDigits
 from gantk.models.srvp import PRESETS, SRVP, SRVPConfig, SRVPExperiment, gaussian_kl, srvp_loss
 
 TINY = SRVPConfig(size=32, nf=4, nhx=8, ny=4, nz=3, nh_inf=16, nlayers_inf=2, nh_res=16,
@@ -74,10 +75,42 @@ def test_bad_frames(bad, match):
 
 
 @pytest.mark.parametrize("kw,match", [(dict(size=48), "size"), (dict(n_substeps=0), "n_substeps"),
-                                      (dict(ode_method="heun"), "ode_method")])
+                                      (dict(ode_method="heun"), "ode_method"),
+                                      (dict(dense_init="torch"), "dense_init")])
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
         SRVPConfig(**kw)
+
+
+def test_pytorch_init_matches_the_authors_code():
+    """``dense_init="pytorch"`` (the paper preset): same parameter tree as flax's init, the
+    inference/prior layers drawn from PyTorch's ``U(±1/√fan_in)`` (kernels and biases), the
+    residual field still orthogonal; with the paper's MLP sizes the prior stays sane at init:
+    KL(q(z)‖p(z)) per sequence is O(10) as in the authors' code (11 measured there), where
+    flax's LeCun-normal init gives 1e6-1e15."""
+    sizes = {k: PRESETS["paper"][k] for k in ("nhx", "ny", "nz", "nh_inf", "nlayers_inf",
+                                               "nh_res", "nlayers_res", "nt_inf", "res_gain")}
+    x = jnp.asarray(MovingDigits(size=32, n_frames=15).train_batch(0, 0, 4), jnp.float32)
+    kls, variables = {}, {}
+    for init in ("flax", "pytorch"):
+        model = SRVP(SRVPConfig(size=32, nf=4, dense_init=init, **sizes))
+        v = variables[init] = _init(model, x)
+        run = jax.jit(lambda v, x, k, m=model: m.apply(v, x, k, mutable=["batch_stats"])[0])
+        kls[init] = [float(srvp_loss(run(v, x, jax.random.key(s)), x)[1]["kl_z"])
+                     for s in range(3)]
+    v, flax_v = variables["pytorch"], variables["flax"]
+    assert jax.tree.structure(v) == jax.tree.structure(flax_v)
+    w = v["params"]["p_z"]["Dense_0"]
+    bound = 1 / np.sqrt(sizes["ny"])
+    for a in (w["kernel"], w["bias"]):
+        assert float(jnp.max(jnp.abs(a))) <= bound
+        assert float(jnp.std(a)) == pytest.approx(bound / np.sqrt(3), rel=0.1)
+    lstm = v["params"]["inf_z"]["cell"]["hi"]["kernel"]
+    assert float(jnp.max(jnp.abs(lstm))) <= 1 / np.sqrt(sizes["nh_inf"])
+    assert all(jnp.array_equal(a, b) for a, b in  # the residual field: orthogonal either way
+               zip(jax.tree.leaves(v["params"]["dynamics"]),
+                   jax.tree.leaves(flax_v["params"]["dynamics"]), strict=True))
+    assert max(kls["pytorch"]) < 200 and min(kls["flax"]) > 1e3, kls
 
 
 class _ZField(nn.Module):

@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         nlayers_res=4, nt_inf=5, n_substeps=1, res_gain=1.41, ode_method="euler",
         likelihood="gaussian", obs_scale=1.0, beta_y=1.0, beta_z=2.0, l2_res=1.0,
         lr=3e-4, batch_size=128, seq_len=15, steps=1_100_000, lr_decay_steps=100_000,
-        n_cond=5, n_pred=20,
+        n_cond=5, n_pred=20, dense_init="pytorch",
     ),
     # CPU-sized (2 cores, ≤ 30 minutes): 32×32 frames, narrow convolutions and MLPs. With a
     # 128-wide field the paper's gain 1.41 makes |y| grow ~1.6× per frame at init (the prior's
@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         nlayers_res=4, nt_inf=5, n_substeps=1, res_gain=1.0, ode_method="euler",
         likelihood="bernoulli", obs_scale=1.0, beta_y=1.0, beta_z=2.0, l2_res=1.0,
         lr=1e-3, batch_size=16, seq_len=10, steps=6000, lr_decay_steps=0,
-        n_cond=5, n_pred=20,
+        n_cond=5, n_pred=20, dense_init="flax",
     ),
 }
 
@@ -83,19 +83,40 @@ def gaussian_kl(mu1: Array, s1: Array, mu2: Array, s2: Array) -> Array:
     return jnp.log(s2 / s1) + (s1 ** 2 + (mu1 - mu2) ** 2) / (2 * s2 ** 2) - 0.5
 
 
+def _torch_uniform(fan_in: int) -> Any:
+    """PyTorch's default ``nn.Linear``/``nn.LSTM`` initializer, ``U(−1/√fan_in, 1/√fan_in)``
+    (``kaiming_uniform(a=√5)`` for weights, the same bound for biases)."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _dense(features: int, fan_in: int, init: str, name: str | None = None) -> nn.Dense:
+    """``nn.Dense`` with flax's default init or PyTorch's (``init="pytorch"``)."""
+    if init == "pytorch":
+        return nn.Dense(features, kernel_init=_torch_uniform(fan_in),
+                        bias_init=_torch_uniform(fan_in), name=name)
+    return nn.Dense(features, name=name)
+
+
 class _MLP(nn.Module):
     """SRVP's MLP: ``n_layers`` linear layers, ReLU between them (``module/mlp.py``)."""
 
     hidden: int
     out: int
     n_layers: int
+    init: str = "flax"
 
     @nn.compact
     def __call__(self, h: Array) -> Array:
         for i in range(self.n_layers):
             if i > 0:
                 h = nn.relu(h)
-            h = nn.Dense(self.out if i == self.n_layers - 1 else self.hidden)(h)
+            h = _dense(self.out if i == self.n_layers - 1 else self.hidden, h.shape[-1],
+                       self.init, name=f"Dense_{i}")(h)
         return h
 
 
@@ -119,6 +140,12 @@ class SRVPConfig:
         ode_method: ``euler`` (the paper), ``rk4`` or ``diffrax``.
         conv_impl: DCGAN layers as matmuls (``matmul``, fast on CPU) or flax's
             convolutions (``lax``); same parameters and outputs (:mod:`gantk.models.conv`).
+        dense_init: initialization of the inference, content and prior networks (linear
+            layers and LSTM): ``flax`` (flax's defaults, LeCun normal kernels, zero biases)
+            or ``pytorch`` (the authors' code, which leaves them at PyTorch's defaults:
+            ``U(±1/√fan_in)`` kernels and biases; flax's LSTM has one bias where PyTorch's
+            has two). With flax's init the paper config's ``KL(q(z)‖p(z))`` at init is
+            1e6–1e15 (3 seeds), with PyTorch's 12–94, as in the authors' code (11).
     """
 
     size: int = 64
@@ -136,6 +163,7 @@ class SRVPConfig:
     res_gain: float = 1.41
     ode_method: str = "euler"
     conv_impl: str = "matmul"
+    dense_init: str = "flax"
 
     def __post_init__(self) -> None:
         check_frame_size(self.size)
@@ -147,6 +175,8 @@ class SRVPConfig:
         if self.ode_method not in ("euler", "rk4", "diffrax"):
             raise ValueError(f"`ode_method` must be euler, rk4 or diffrax; got "
                              f"{self.ode_method!r}")
+        if self.dense_init not in ("flax", "pytorch"):
+            raise ValueError(f"`dense_init` must be flax or pytorch; got {self.dense_init!r}")
         if self.conv_impl not in ("matmul", "lax"):
             raise ValueError(f"`conv_impl` must be matmul or lax; got {self.conv_impl!r}")
         if not (math.isfinite(self.res_gain) and self.res_gain > 0):
@@ -171,12 +201,18 @@ class SRVP(nn.Module):
         self.encoder = DCGANEncoder(size=c.size, nf=c.nf, nh=c.nhx, impl=c.conv_impl)
         self.decoder = DCGANDecoder(size=c.size, nf=c.nf, channels=c.channels,
                                     impl=c.conv_impl)
-        self.w_proj = nn.Dense(c.nh_inf)
-        self.w_inf = nn.Dense(c.nh_inf)
-        self.q_y = _MLP(c.nh_inf, 2 * c.ny, c.nlayers_inf)
-        self.inf_z = nn.RNN(nn.OptimizedLSTMCell(c.nh_inf))
-        self.q_z = nn.Dense(2 * c.nz)
-        self.p_z = _MLP(c.nh_res, 2 * c.nz, c.nlayers_res)
+        self.w_proj = _dense(c.nh_inf, c.nhx, c.dense_init)
+        self.w_inf = _dense(c.nh_inf, c.nh_inf, c.dense_init)
+        self.q_y = _MLP(c.nh_inf, 2 * c.ny, c.nlayers_inf, c.dense_init)
+        if c.dense_init == "pytorch":
+            u = _torch_uniform(c.nh_inf)
+            cell = nn.OptimizedLSTMCell(c.nh_inf, kernel_init=u, recurrent_kernel_init=u,
+                                        bias_init=u)
+        else:
+            cell = nn.OptimizedLSTMCell(c.nh_inf)
+        self.inf_z = nn.RNN(cell)
+        self.q_z = _dense(2 * c.nz, c.nh_inf, c.dense_init)
+        self.p_z = _MLP(c.nh_res, 2 * c.nz, c.nlayers_res, c.dense_init)
         field = self.field or functools.partial(MLPField, hidden=c.nh_res,
                                                 n_layers=c.nlayers_res, out_dim=c.ny,
                                                 gain=c.res_gain)
