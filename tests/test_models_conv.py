@@ -106,5 +106,11 @@ def test_transposed_convolution_vmap_and_second_order_gradient():
         scale = float(jnp.max(jnp.abs(b)))
         assert scale > 0.01
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * scale)
+    # gradients keep each argument's dtype (float32 frames, float64 kernel under x64)
+    with jax.enable_x64(True):
+        for f, xs in ((conv_transpose4x4_s2, x), (conv4x4_s2, _rand((2, 32, 32, 3), 3))):
+            kk = jnp.ones((4, 4, xs.shape[-1], 2), jnp.float64)
+            gx, gk = jax.grad(lambda a, b, f=f: jnp.sum(f(a, b)), (0, 1))(xs, kk)
+            assert gx.dtype == jnp.float32 and gk.dtype == jnp.float64
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda x: conv_transpose4x4_s2(x, k), (x,), (x,))

@@ -170,7 +170,7 @@ def _col2im_conv_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Array]
     dk = (blocks.T @ dprod).reshape(2, 2, c, 2, 2, o).transpose(3, 0, 4, 1, 2, 5)
     dblocks = (dprod @ kb.T).reshape(n, ho + 1, wo + 1, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     dx = dblocks.reshape(n, h + 2, w + 2, c)[:, 1:-1, 1:-1]
-    return dx, dk.reshape(4, 4, c, o).astype(kernel.dtype)
+    return dx.astype(x.dtype), dk.reshape(4, 4, c, o).astype(kernel.dtype)
 
 
 _col2im_conv.defvjp(_col2im_conv_fwd, _col2im_conv_bwd)
@@ -257,7 +257,7 @@ def _conv_transpose_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Arr
     c = x.shape[-1]
     windows = _s2_im2col(dy)  # (N·H·W, 16·O): dy_pad[2m + j] for the 16 offsets j
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # K[3 − j]ᵀ: (4, 4, O, C)
-    dx = (windows @ _s2_kernel(flipped)).reshape(x.shape)
+    dx = (windows @ _s2_kernel(flipped)).reshape(x.shape).astype(x.dtype)
     dflipped = _s2_kernel_inverse(windows.T @ x.reshape(-1, c))  # (4, 4, O, C)
     return dx, dflipped[::-1, ::-1].transpose(0, 1, 3, 2).astype(kernel.dtype)
 
