@@ -66,6 +66,11 @@ _IMPLS = ("matmul", "lax")
 _MIN_CHUNK_OUT = 8  # transposed convolutions with fewer output channels: not chunked
 _CHUNK_FLOATS = 2 ** 19  # size of the matmul product per chunk of a transposed convolution
 _COL2IM_MIN_SIZE = 16  # stride-2 convolutions with this output size (and C > 1): col2im
+# kernel gradients aᵀb of tall matrices whose widths differ by 4× or more run as a batch of
+# row blocks of ~_GRAM_ROWS rows, the narrow operand first (then summed): 1.5-2.5× faster
+# than one dot with a long contraction on the same CPU (e.g. 61440×1024 by 61440×128:
+# 59 -> 102 GFLOP/s)
+_GRAM_ROWS = 30720
 
 
 def check_frame_size(size: int) -> int:
@@ -113,6 +118,20 @@ def _s2_kernel_inverse(mat: Float[Array, "16C O"]) -> Float[Array, "4 4 C O"]:
     """Inverse of :func:`_s2_kernel`."""
     c, o = mat.shape[0] // 16, mat.shape[1]
     return mat.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(4, 4, c, o)
+
+
+def _gram(a: Float[Array, "M P"], b: Float[Array, "M Q"]) -> Float[Array, "P Q"]:
+    """``aᵀb`` (exact), as a sum over row blocks for tall operands of unequal widths."""
+    m, p = a.shape
+    q = b.shape[1]
+    if m % 2 or m < 4096 or max(p, q) < max(256, 4 * min(p, q)):
+        return a.T @ b
+    s = 2
+    while m % (2 * s) == 0 and m // (2 * s) >= _GRAM_ROWS:
+        s *= 2
+    if q < p:
+        return jnp.einsum("smq,smp->sqp", b.reshape(s, -1, q), a.reshape(s, -1, p)).sum(0).T
+    return jnp.einsum("smp,smq->spq", a.reshape(s, -1, p), b.reshape(s, -1, q)).sum(0)
 
 
 def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
@@ -167,7 +186,7 @@ def _col2im_conv_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Array]
     k6 = kernel.reshape(2, 2, 2, 2, c, o)
     kb = k6.transpose(1, 3, 4, 0, 2, 5).reshape(4 * c, 4 * o)
     blocks = _s2_blocks(x).reshape(-1, 4 * c)
-    dk = (blocks.T @ dprod).reshape(2, 2, c, 2, 2, o).transpose(3, 0, 4, 1, 2, 5)
+    dk = _gram(blocks, dprod).reshape(2, 2, c, 2, 2, o).transpose(3, 0, 4, 1, 2, 5)
     dblocks = (dprod @ kb.T).reshape(n, ho + 1, wo + 1, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     dx = dblocks.reshape(n, h + 2, w + 2, c)[:, 1:-1, 1:-1]
     return dx.astype(x.dtype), dk.reshape(4, 4, c, o).astype(kernel.dtype)
@@ -258,7 +277,7 @@ def _conv_transpose_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Arr
     windows = _s2_im2col(dy)  # (N·H·W, 16·O): dy_pad[2m + j] for the 16 offsets j
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # K[3 − j]ᵀ: (4, 4, O, C)
     dx = (windows @ _s2_kernel(flipped)).reshape(x.shape).astype(x.dtype)
-    dflipped = _s2_kernel_inverse(windows.T @ x.reshape(-1, c))  # (4, 4, O, C)
+    dflipped = _s2_kernel_inverse(_gram(windows, x.reshape(-1, c)))  # (4, 4, O, C)
     return dx, dflipped[::-1, ::-1].transpose(0, 1, 3, 2).astype(kernel.dtype)
 
 
