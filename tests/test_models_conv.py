@@ -6,7 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gantk.models.conv import DCGANDecoder, DCGANEncoder, _Conv4x4, conv4x4_s2, conv_transpose4x4_s2
+from gantk.models import conv
+from gantk.models.conv import (
+    DCGANDecoder,
+    DCGANEncoder,
+    _Conv4x4,
+    _gram,
+    conv4x4_s2,
+    conv_transpose4x4_s2,
+)
 
 
 def _rand(shape, seed):
@@ -16,18 +24,22 @@ def _rand(shape, seed):
 # kind, input shape, output channels, output shape
 # ("down" in both matmul forms: im2col for small channel counts and frames, col2im for a
 # 32×32 → 16×16 convolution; "up" whole-batch, chunked with a remainder chunk (5 frames in
-# chunks of 2), with 128 input channels and with a thin output)
+# chunks of 2), with 128 input channels, with a thin output, and with a kernel gradient
+# summed over row blocks (4096 rows × 256 by 4096 × 32, see _gram))
 _KINDS = [("down", (2, 8, 6, 3), 5, (2, 4, 3, 5)), ("down", (1, 32, 34, 2), 3, (1, 16, 17, 3)),
           ("up", (2, 4, 3, 3), 9, (2, 8, 6, 9)), ("up", (1, 3, 2, 128), 8, (1, 6, 4, 8)),
           ("up", (5, 16, 16, 4), 64, (5, 32, 32, 64)),
-          ("up", (2, 4, 3, 5), 1, (2, 8, 6, 1)),
+          ("up", (2, 4, 3, 5), 1, (2, 8, 6, 1)), ("up", (16, 16, 16, 32), 16, (16, 32, 32, 16)),
           ("valid", (2, 4, 4, 3), 5, (2, 1, 1, 5)), ("first", (2, 1, 1, 3), 5, (2, 4, 4, 5))]
 
 
 @pytest.mark.parametrize("kind,shape,out,out_shape", _KINDS)
-def test_matmul_layer_equals_flax_convolution(kind, shape, out, out_shape):
+def test_matmul_layer_equals_flax_convolution(kind, shape, out, out_shape, monkeypatch):
     """Each of the four layer kinds: same value and same input and kernel gradients as the
-    flax/lax convolution with the same kernel (float32 rounding)."""
+    flax/lax convolution with the same kernel (float32 rounding). The gradients of the
+    transposed convolutions run in chunks of 512 windows here (2 frames of 16×16: the 5-frame
+    batch in chunks of 2 + a remainder, the 16-frame one in 8 chunks)."""
+    monkeypatch.setattr(conv, "_GRAD_CHUNK_ROWS", 512)
     x = _rand(shape, 0)
     fast, slow = _Conv4x4(out, kind, "matmul"), _Conv4x4(out, kind, "lax")
     k = jax.jit(slow.init)(jax.random.key(0), x)["params"]["kernel"]
@@ -52,6 +64,18 @@ def test_matmul_layer_equals_flax_convolution(kind, shape, out, out_shape):
         ref = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
                                use_bias=False).apply({"params": {"kernel": k}}, x)
         np.testing.assert_allclose(np.asarray(yf), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("m,p,q,split", [(8192, 512, 16, True), (8192, 16, 512, True),
+                                         (4098, 256, 32, True), (4097, 256, 16, False),
+                                         (100, 512, 4, False), (8192, 64, 64, False)])
+def test_gram_row_blocks_equal_one_product(m, p, q, split):
+    """``_gram(a, b) = aᵀb``, whether it splits the rows into blocks (tall, widths 4× apart
+    and the wide one ≥ 256, even row count) or not, compared with a float64 product."""
+    a, b = _rand((m, p), 1), _rand((m, q), 2)
+    exact = np.asarray(a, np.float64).T @ np.asarray(b, np.float64)
+    np.testing.assert_allclose(np.asarray(_gram(a, b)), exact, rtol=0, atol=2e-4 * m ** 0.5)
+    assert ("reduce_sum" in str(jax.make_jaxpr(_gram)(a, b))) == split
 
 
 def test_bad_kernel_and_impl():
