@@ -67,16 +67,19 @@ from gantk.models.pde import PRESETS, PDEModel, _apply, _codes, _decode_codes, p
 TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
          ("mnist-paper", 16): 1.56, ("mnist-paper", 128): 11.5}
 # The same, measured on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
-# by /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --batches 16
-# --reps 3: (median seconds per step, load average). waveeq: 2026-12-02 02:21 UTC, quiet
-# (steps 2.04, 1.83, 2.17 s). mnist: mean of two rounds on 2026-12-02 05:02-05:11 UTC
-# alternated with gantk's own runs (2.67 and 3.08 s; gantk 2.92 and 3.39 s in the same
-# rounds); at 02:21 it measured 3.33 s, so single runs vary ±15% on this shared machine. The
-# issue's numbers above come from a faster machine. Batch 128 was only measured at load 7-11,
-# where PyTorch's threads degrade far more than XLA's, so it is not recorded.
+# by /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --batches B
+# --reps 3 (--reps-large 2 at 128): (median seconds per step, load average). waveeq b16:
+# 2026-12-02 02:21 UTC, quiet (steps 2.04, 1.83, 2.17 s). mnist b16: mean of three rounds
+# alternated with gantk's own runs, 05:02-05:11 and 07:53-07:55 UTC (2.67, 3.08, 3.23 s; gantk
+# 2.92, 3.39, 2.85 s in the same rounds); single runs vary ±15% on this shared machine.
+# Batch 128, alternated with gantk: waveeq 3.60 s (07:22 UTC; gantk 2.65 s), mnist 22.9 s
+# (07:22) and 21.1 s (07:58; gantk 26.4 and 25.2 s). The numbers above come from a
+# faster machine.
 TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
-    ("mnist-paper", 16): (2.87, 1.7),
+    ("mnist-paper", 16): (2.99, 1.7),
     ("waveeq-paper", 16): (2.04, 1.8),
+    ("mnist-paper", 128): (22.0, 2.0),
+    ("waveeq-paper", 128): (3.60, 1.8),
 }
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
 

@@ -41,17 +41,20 @@ PYTORCH = {
     ("nf16-res128", 16): 0.33, ("nf16-res128", 128): 2.95,
     ("generation-sequential", 100): 8.4, ("generation-batched", 100): 6.45,
 }
-# The authors' code on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32.
-# Training: mean of two rounds on 2026-12-02 05:02-05:11 UTC (load 1.4-1.8), alternated with
-# gantk's own runs, /tmp/tv/bin/python benchmarks/pytorch_reference.py srvp --repo CHECKOUT
-# --batches 16 --reps 3: paper 5.29 and 4.73 s (gantk 4.32 and 3.90 s in the same rounds),
-# nf16 0.570 and 0.623 s (gantk 0.545 and 0.639 s); at 02:16 UTC the same command measured
-# 4.54 and 0.605 s, so single runs vary ±15% on this shared machine. Generation (02:16 UTC):
-# the authors' test.py loop (model(x_cond) then generate + decode per sample; "batched" = the
-# 5 conditioning frames repeated 100 times), two runs each. The issue's numbers above come
-# from a faster machine. Batch 128 was not measured quietly.
+# The authors' code on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
+# /tmp/tv/bin/python benchmarks/pytorch_reference.py srvp --repo CHECKOUT --batches B --reps 3
+# (--reps-large 2 at 128), alternated with gantk's own runs. Batch 16: mean of three rounds,
+# 2026-12-02 05:02-05:11 and 07:51-07:55 UTC (load 1.2-1.8): paper 5.29, 4.73, 5.43 s
+# (gantk 4.32, 3.90, 3.99 s in the same rounds), nf16 0.570, 0.623, 0.654 s (gantk 0.545,
+# 0.639, 0.581 s; the last one with the chunked transposed-convolution gradients); single runs
+# vary ±15% on this shared machine. Batch 128: 07:16-07:19 UTC (load 1.9): paper 46.8 s,
+# nf16 5.61 s (gantk 35.5 and 4.11 s at 07:59-08:03). Generation (02:16 UTC): the authors'
+# test.py loop (model(x_cond) then generate + decode per sample; "batched" = the 5
+# conditioning frames repeated 100 times), two runs each. The issue's numbers above come from
+# a faster machine.
 TORCH_HERE = {
-    ("paper", 16): 5.01, ("nf16-res128", 16): 0.597,
+    ("paper", 16): 5.15, ("nf16-res128", 16): 0.616,
+    ("paper", 128): 46.8, ("nf16-res128", 128): 5.61,
     ("generation-sequential", 100): 14.0, ("generation-batched", 100): 12.4,
 }
 CONFIGS = {
