@@ -51,6 +51,7 @@ outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -252,18 +253,22 @@ def _col2im_transpose(x: Array, kernel: Array) -> Array:
     return out.reshape(n, 2 * h, 2 * w, o)
 
 
-def _in_chunks(f: Callable[[Array], Array], x: Array, rows: int) -> Array:
-    """``f`` (frame-wise, batch axis 0) applied to chunks of ``x`` with about ``rows`` pixel
-    rows each (``jax.lax.map``; the remainder in one more call), so that the matmul's
-    product stays in cache instead of round-tripping through memory."""
-    n, h, w = x.shape[:3]
+def _in_chunks(f: Callable[..., Any], xs: tuple[Array, ...], rows: int) -> Any:
+    """``f`` (frame-wise, batch axis 0 of every argument) applied to chunks of frames of
+    ``xs`` with about ``rows`` pixel rows each (``jax.lax.map``; the remainder in one more
+    call), so that the matmul's product stays in cache instead of round-tripping through
+    memory. Every output leaf of ``f`` is concatenated over the chunks along axis 0."""
+    n, h, w = xs[0].shape[:3]
     bs = max(1, min(n, rows // (h * w)))
     m = n // bs * bs
     if bs == n:
-        return f(x)
-    y = jax.lax.map(f, x[:m].reshape(n // bs, bs, *x.shape[1:]))
-    y = y.reshape(m, *y.shape[2:])
-    return y if m == n else jnp.concatenate([y, f(x[m:])])
+        return f(*xs)
+    ys = jax.lax.map(lambda ch: f(*ch), tuple(x[:m].reshape(n // bs, bs, *x.shape[1:])
+                                               for x in xs))
+    ys = jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:]), ys)
+    if m == n:
+        return ys
+    return jax.tree.map(lambda y, r: jnp.concatenate([y, r]), ys, f(*(x[m:] for x in xs)))
 
 
 @jax.custom_vjp
@@ -272,7 +277,7 @@ def _conv_transpose(x: Array, kernel: Array) -> Array:
     if o < _MIN_CHUNK_OUT:  # a thin output: one matmul over the whole batch is faster
         return _col2im_transpose(x, kernel)
     # chunks whose 16·O-wide product is ~2 MB (at least 256 rows for the matmul's sake)
-    return _in_chunks(lambda xc: _col2im_transpose(xc, kernel), x,
+    return _in_chunks(lambda xc: _col2im_transpose(xc, kernel), (x,),
                       max(256, _CHUNK_FLOATS // (16 * o)))
 
 
@@ -285,24 +290,15 @@ def _conv_transpose_bwd(res: tuple[Array, Array], dy: Array) -> tuple[Array, Arr
     n, h, w, c = x.shape
     flipped = _s2_kernel(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # K[3 − j]ᵀ: (16·O, C)
 
-    def grads(dyc: Array, xc: Array) -> tuple[Array, Array]:
+    def grads(xc: Array, dyc: Array) -> tuple[Array, Array]:
         windows = _s2_im2col(dyc)  # (frames·H·W, 16·O): dy_pad[2m + j] for the 16 offsets j
-        return _gram(windows, xc.reshape(-1, c)), (windows @ flipped).reshape(xc.shape)
+        return _gram(windows, xc.reshape(-1, c))[None], (windows @ flipped).reshape(xc.shape)
 
     # chunks of frames (~_GRAD_CHUNK_ROWS windows each; thin outputs in one piece): the
-    # kernel gradient summed over them, the input gradient stacked
-    bs = n if kernel.shape[-1] < _MIN_CHUNK_OUT else max(1, min(n, _GRAD_CHUNK_ROWS // (h * w)))
-    m = n // bs * bs
-    if bs == n:
-        dflipped, dx = grads(dy, x)
-    else:
-        dks, dx = jax.lax.map(lambda ch: grads(*ch), (dy[:m].reshape(n // bs, bs, *dy.shape[1:]),
-                                                     x[:m].reshape(n // bs, bs, h, w, c)))
-        dflipped, dx = dks.sum(0), dx.reshape(m, h, w, c)
-        if m < n:
-            dk_rest, dx_rest = grads(dy[m:], x[m:])
-            dflipped, dx = dflipped + dk_rest, jnp.concatenate([dx, dx_rest])
-    dflipped = _s2_kernel_inverse(dflipped)  # (4, 4, O, C)
+    # input gradient stacked, the kernel gradient summed over them
+    rows = n * h * w if kernel.shape[-1] < _MIN_CHUNK_OUT else _GRAD_CHUNK_ROWS
+    dks, dx = _in_chunks(grads, (x, dy), rows)  # chunks sized by x's pixels = windows
+    dflipped = _s2_kernel_inverse(dks.sum(0))  # (4, 4, O, C)
     return (dx.astype(x.dtype),
             dflipped[::-1, ::-1].transpose(0, 1, 3, 2).astype(kernel.dtype))
 

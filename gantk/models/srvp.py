@@ -204,13 +204,10 @@ class SRVP(nn.Module):
         self.w_proj = _dense(c.nh_inf, c.nhx, c.dense_init)
         self.w_inf = _dense(c.nh_inf, c.nh_inf, c.dense_init)
         self.q_y = _MLP(c.nh_inf, 2 * c.ny, c.nlayers_inf, c.dense_init)
-        if c.dense_init == "pytorch":
-            u = _torch_uniform(c.nh_inf)
-            cell = nn.OptimizedLSTMCell(c.nh_inf, kernel_init=u, recurrent_kernel_init=u,
-                                        bias_init=u)
-        else:
-            cell = nn.OptimizedLSTMCell(c.nh_inf)
-        self.inf_z = nn.RNN(cell)
+        u = _torch_uniform(c.nh_inf)
+        lstm_init = (dict(kernel_init=u, recurrent_kernel_init=u, bias_init=u)
+                     if c.dense_init == "pytorch" else {})
+        self.inf_z = nn.RNN(nn.OptimizedLSTMCell(c.nh_inf, **lstm_init))
         self.q_z = _dense(2 * c.nz, c.nh_inf, c.dense_init)
         self.p_z = _MLP(c.nh_res, 2 * c.nz, c.nlayers_res, c.dense_init)
         field = self.field or functools.partial(MLPField, hidden=c.nh_res,
