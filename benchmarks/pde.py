@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--batches and --reps must be positive integers")
     print(f"gantk PDE model, {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'config':<14} {'batch':>5} {'gantk s/step':>13} {'GFLOP':>6} {'exact':>6} "
           f"{'torch here':>10} {'ratio':>6} {'torch #10':>9} {'ratio':>6}  load", flush=True)
@@ -289,4 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from gantk._hugepages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # as python -m gantk.models.train does (GANTK_HUGE_PAGES=0: off)
     sys.exit(main())

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     flags = os.environ.get("XLA_FLAGS", "")
     print(f"# {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load average {load:.1f}, "
-          f"jax {jax.__version__}, XLA_FLAGS={flags!r}; command: "
+          f"jax {jax.__version__}, XLA_FLAGS={flags!r}, "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}; command: "
           f"{'XLA_FLAGS=' + repr(flags) + ' ' if flags else ''}python benchmarks/srvp.py "
           f"{' '.join(argv or sys.argv[1:])}")
     print(f"data: {data_rate():.0f} Moving Digits sequences/s (15 x 64x64, batches of 16)")
@@ -221,4 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from gantk._hugepages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # as python -m gantk.models.train does (GANTK_HUGE_PAGES=0: off)
     sys.exit(main())

@@ -21,7 +21,8 @@ Metrics (per frame, on frames in [0, 1]):
   test suite checks it against a hand-computed case.
 
 Exit status: 0 on success, 2 on a bad argument or a missing/corrupt run or checkpoint (one
-line, nothing written).
+line, nothing written). Like ``gantk.models.train``, it restarts itself once with glibc's
+huge-page tunable (:mod:`gantk._hugepages`; ``GANTK_HUGE_PAGES=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -241,5 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from gantk._hugepages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # large XLA:CPU buffers on 2 MiB pages (glibc tunable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())

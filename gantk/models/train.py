@@ -17,6 +17,10 @@ Exit status: 0 on success (also when ``--minutes`` runs out: a checkpoint is wri
 ``--resume`` continues), 2 on a bad argument (one line, nothing written), 1 when the loss
 becomes NaN/inf (the last good checkpoint is kept), 130 on Ctrl-C (a checkpoint of the last
 completed step is written first; ``--resume DIR`` continues with the same data order).
+
+On Linux with glibc ≥ 2.35 the command restarts itself once, first thing, with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` so that XLA:CPU's large buffers sit on 2 MiB pages
+(:mod:`gantk._hugepages`; ``GANTK_HUGE_PAGES=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -361,5 +365,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from gantk._hugepages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # large XLA:CPU buffers on 2 MiB pages (glibc tunable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())
