@@ -12,7 +12,8 @@ generation of the 300 WaveEq sequences.
 Two references, both the authors' code (var_sep) with torch, 2 threads, fp32, per step:
 
 - the issue's (#10, torch 2.14, "this kind of 2-core CPU" — a FASTER machine than the one
-  gantk's numbers below were measured on: the authors' SRVP code runs 2.2–2.4× slower here);
+  gantk's numbers below were measured on: the authors' code runs 1.4–2.4× slower here,
+  depending on the load);
 - the same machine as gantk, measured with ``benchmarks/pytorch_reference.py`` (optional,
   needs torch and a checkout of the authors' repository; see :data:`TORCH_HERE`).
 
@@ -68,18 +69,17 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
          ("mnist-paper", 16): 1.56, ("mnist-paper", 128): 11.5}
 # The same, measured on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
 # by /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --batches B
-# --reps 3 (--reps-large 2 at 128): (median seconds per step, load average). waveeq b16:
-# 2026-12-02 02:21 UTC, quiet (steps 2.04, 1.83, 2.17 s). mnist b16: mean of three rounds
-# alternated with gantk's own runs, 05:02-05:11 and 07:53-07:55 UTC (2.67, 3.08, 3.23 s; gantk
-# 2.92, 3.39, 2.85 s in the same rounds); single runs vary ±15% on this shared machine.
-# Batch 128, alternated with gantk: waveeq 3.60 s (07:22 UTC; gantk 2.65 s), mnist 22.9 s
-# (07:22) and 21.1 s (07:58; gantk 26.4 and 25.2 s). The issue's numbers above come from a
-# faster machine.
+# --reps 3 (--reps-large 2 at 128), alternated with gantk's own runs (huge pages on, as the
+# CLIs run), 2026-12-02 10:09-10:52 UTC: (mean seconds per step, load average). Batch 16:
+# waveeq 1.41, 1.25, 1.85 s (gantk 0.367, 0.350, 0.374 s), mnist 2.15, 1.98, 2.94, 2.66 s
+# (gantk 2.21, 2.29, 2.32, 1.99 s). Batch 128: waveeq 2.98, 2.59 s (gantk 1.94, 2.26 s), mnist
+# 18.4, 16.9, 17.7 s (gantk 18.7, 18.4, 19.7 s). Single runs vary ±15% on this shared
+# machine. The issue's numbers above come from a faster machine (~1.4x on PyTorch).
 TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
-    ("mnist-paper", 16): (2.99, 1.7),
-    ("waveeq-paper", 16): (2.04, 1.8),
-    ("mnist-paper", 128): (22.0, 2.0),
-    ("waveeq-paper", 128): (3.60, 1.8),
+    ("mnist-paper", 16): (2.43, 1.7),
+    ("waveeq-paper", 16): (1.50, 1.7),
+    ("mnist-paper", 128): (17.7, 1.9),
+    ("waveeq-paper", 128): (2.79, 1.8),
 }
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
 

@@ -43,19 +43,19 @@ PYTORCH = {
 }
 # The authors' code on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
 # /tmp/tv/bin/python benchmarks/pytorch_reference.py srvp --repo CHECKOUT --batches B --reps 3
-# (--reps-large 2 at 128), alternated with gantk's own runs. Batch 16: mean of three rounds,
-# 2026-12-02 05:02-05:11 and 07:51-07:55 UTC (load 1.2-1.8): paper 5.29, 4.73, 5.43 s
-# (gantk 4.32, 3.90, 3.99 s in the same rounds), nf16 0.570, 0.623, 0.654 s (gantk 0.545,
-# 0.639, 0.581 s; the last one with the chunked transposed-convolution gradients); single runs
-# vary ±15% on this shared machine. Batch 128: 07:16-07:19 UTC (load 1.9): paper 46.8 s,
-# nf16 5.61 s (gantk 35.5 and 4.11 s at 07:59-08:03). Generation (02:16 UTC): the authors'
-# test.py loop (model(x_cond) then generate + decode per sample; "batched" = the 5
-# conditioning frames repeated 100 times), two runs each. The issue's numbers above come from
-# a faster machine.
+# (--reps-large 2 at 128), alternated with gantk's own runs (huge pages on, as the CLIs run).
+# 2026-12-02 10:09-10:58 UTC (load 1.6-1.9; the machine ran ~1.4x faster than in the morning):
+# batch 16, mean of three rounds: paper 3.48, 3.05, 4.06 s (gantk 3.54, 2.90, 4.17 s in the
+# same rounds), nf16 0.434, 0.332, 0.580 s (gantk 0.340, 0.373, 0.389 s); batch 128: paper
+# 36.9 s, nf16 4.40 s (gantk 26.9 and 2.90 s). Generation: the authors' test.py loop
+# (model(x_cond) then generate + decode per sample; "batched" = the 5 conditioning frames
+# repeated 100 times), mean of four runs each (1 by 1 9.36, 8.86, 8.29, 7.49 s; batched 9.52,
+# 8.75, 7.39, 7.37 s; gantk 7.57, 5.78 and 4.41, 5.71 s). Single runs vary ±15% on this
+# shared machine. The issue's numbers above come from a faster machine (~1.4x on PyTorch).
 TORCH_HERE = {
-    ("paper", 16): 5.15, ("nf16-res128", 16): 0.616,
-    ("paper", 128): 46.8, ("nf16-res128", 128): 5.61,
-    ("generation-sequential", 100): 14.0, ("generation-batched", 100): 12.4,
+    ("paper", 16): 3.53, ("nf16-res128", 16): 0.449,
+    ("paper", 128): 36.9, ("nf16-res128", 128): 4.40,
+    ("generation-sequential", 100): 8.50, ("generation-batched", 100): 8.26,
 }
 CONFIGS = {
     "paper": dict(PRESETS["paper"]),
