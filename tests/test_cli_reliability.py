@@ -185,11 +185,20 @@ def test_files_honour_the_umask(base_run):
 
 
 # --------------------------------------------------------------------- 3. interrupts
-def _as_in_a_terminal():
-    """A child starts with Ctrl-C at its default action, as a shell's foreground job does: a
-    test process that ignores SIGINT (a background job of a non-interactive shell) would
-    pass SIG_IGN on, and Python then rightly never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _popen_as_in_a_terminal(args):
+    """Start a child with Ctrl-C at its default action, as a shell's foreground job is: a test
+    process that ignores SIGINT (a background job of a non-interactive shell) would pass
+    SIG_IGN on through exec, and Python then rightly never raises KeyboardInterrupt. exec
+    resets a *handled* signal to its default, so the test process handles SIGINT while it
+    spawns (no ``preexec_fn``: that forks a copy of this JAX process, threads and all)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
+                                stdout=subprocess.DEVNULL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _sigint_when(proc, ready, wait=240):
@@ -205,15 +214,13 @@ def _sigint_when(proc, ready, wait=240):
 def test_ctrl_c_during_startup_and_run(tmp_path, capsys):
     args = [sys.executable, "-m", "gantk.run", *TINY, "--out", str(tmp_path)]
     # during the import of JAX (nothing written yet)
-    proc = subprocess.Popen([*args, "--name", "a"], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, preexec_fn=_as_in_a_terminal)
+    proc = _popen_as_in_a_terminal([*args, "--name", "a"])
     code, err = _sigint_when(proc, lambda: False, wait=1.0)
     assert code == 130 and "interrupted" in one_line(err)
     # during start-up: the folder exists, step 0 is being computed
     # (a small eta keeps this long run finite: the signal, not a divergence, must end it)
-    proc = subprocess.Popen([*args, "--name", "b", "--steps", "100000", "--log-every",
-                             "50000", "--eta", "1e-3"], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, preexec_fn=_as_in_a_terminal)
+    proc = _popen_as_in_a_terminal([*args, "--name", "b", "--steps", "100000", "--log-every",
+                                    "50000", "--eta", "1e-3"])
     code, err = _sigint_when(proc, (tmp_path / "b" / "config.json").exists)
     assert code == 130 and "interrupted" in one_line(err), err
     # the folder is continued by --resume or replaced by a re-run
