@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = [
@@ -152,6 +151,8 @@ def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
 
 def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
     """Save a matplotlib figure (format from the suffix), atomically, and close it."""
+    import matplotlib.pyplot as plt  # here: the CLIs' start-up (and restart) skips pyplot
+
     path = pathlib.Path(path)
     buf = io.BytesIO()
     try:
