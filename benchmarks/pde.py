@@ -75,6 +75,9 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
 # (gantk 2.21, 2.29, 2.32, 1.99 s). Batch 128: waveeq 2.98, 2.59 s (gantk 1.94, 2.26 s), mnist
 # 18.4, 16.9, 17.7 s (gantk 18.7, 18.4, 19.7 s). Single runs vary ±15% on this shared
 # machine. The numbers above come from a faster machine (~1.4x on PyTorch).
+# Two more mnist rounds at 128 the same day, 14:35-14:49 UTC, when the machine ran ~1.4x
+# slower (load 0.9-1.9): PyTorch 26.7, 29.4 s, gantk 25.7, 27.1 s (24.1, 26.3 s with the
+# keep-heap GLIBC_TUNABLES of docs/concepts/video-models.md). Compare ratios, not seconds.
 TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
     ("mnist-paper", 16): (2.43, 1.7),
     ("waveeq-paper", 16): (1.50, 1.7),

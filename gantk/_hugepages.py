@@ -1,8 +1,9 @@
 """Transparent huge pages for the large XLA:CPU buffers of the training and evaluation CLIs.
 
-XLA:CPU takes every temporary buffer of a compiled step from glibc's ``malloc``. Buffers of
-more than a few MiB are mapped fresh (``mmap``) and handed back to the kernel when freed, so
-each step faults all of them in again, 4 KiB at a time, and the kernel zeroes every page: at
+XLA:CPU takes the temporaries of a compiled step from glibc's ``malloc`` as one block
+(5.25 GB for the step below, seen with ``strace``). A block that large is mapped fresh
+(``mmap``) and handed back to the kernel when freed, so each step faults it all in again,
+4 KiB at a time, and the kernel zeroes every page: at
 batch 128 the PDE model's Moving MNIST step faults 1.3 million pages (5 GB) per step, 4.5 s of
 system CPU time. With glibc's tunable ``glibc.malloc.hugetlb=1`` (glibc ≥ 2.35), ``malloc``
 asks for transparent huge pages (``madvise(MADV_HUGEPAGE)``) on those mappings: 2 MiB pages,
@@ -23,6 +24,12 @@ the tunable added to ``GLIBC_TUNABLES``. It does nothing, and returns, when:
 Only the ``python -m gantk.models.train|evaluate`` entry points and the speed benchmarks call
 it, before anything heavy is imported; importing gantk never restarts a process. Library
 users get the same effect with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python ...``.
+
+The remaining ~14,000 faults and ~3.5 s of system CPU per step are that block, mapped anew
+every step. Adding ``glibc.malloc.arena_max=1``, ``glibc.malloc.mmap_max=0`` and
+``glibc.malloc.trim_threshold=4611686018427387904`` to ``GLIBC_TUNABLES`` keeps it
+(faults ~0, step 3–8% faster) but never returns memory and once fragmented the heap (peak
+6.7 → 11.8 GB), so it is left to the user (``docs/concepts/video-models.md``).
 """
 
 from __future__ import annotations
