@@ -11,11 +11,12 @@ generation of the 300 WaveEq sequences.
 
 Two references, both the authors' code (var_sep) with torch, 2 threads, fp32, per step:
 
-- the issue's (#10, torch 2.14, "this kind of 2-core CPU" — a FASTER machine than the one
-  gantk's numbers below were measured on: the authors' code runs 1.4–2.4× slower here,
-  depending on the load);
-- the same machine as gantk, measured with ``benchmarks/pytorch_reference.py`` (optional,
-  needs torch and a checkout of the authors' repository; see :data:`TORCH_HERE`).
+- the issue's (#10, torch 2.14, "this kind of 2-core CPU": the authors' code ran 1.4–2.4×
+  slower on the AVX2 EPYC that most of gantk's numbers come from, 1.15–1.8× faster on an
+  AVX-512 one);
+- a CPU of the same kind as the one running (:func:`cpu_kind`: AVX2 or AVX-512), measured
+  with ``benchmarks/pytorch_reference.py`` (optional, needs torch and a checkout of the
+  authors' repository; see :data:`TORCH_HERE`).
 
 =====================================================  ==========  ===========
 issue #10 reference                                    batch 16    batch 128
@@ -25,7 +26,8 @@ Moving MNIST DCGAN (64×64, 5 → 10)                     1.56 s      11.5 s
 =====================================================  ==========  ===========
 
 The printed ``ratio`` columns are PyTorch time / gantk time (> 1: gantk faster); compare
-with the same-machine column (the ratio is what survives machine load). ``GFLOP`` is XLA's
+with the same-kind column (the ratio is what survives machine load; a CPU of another kind
+moves the two codes differently, so none is printed there). ``GFLOP`` is XLA's
 own count of the compiled step (``cost_analysis``), a load-independent measure of the work;
 ``exact`` the work of the authors' networks counted by hand (:func:`exact_gflop`), which the
 PyTorch step does (cuDNN/oneDNN convolutions compute only real taps).
@@ -61,30 +63,53 @@ import jax
 import jax.numpy as jnp
 import optax
 
+try:  # python benchmarks/pde.py
+    from _cpu import cpu_kind
+except ImportError:  # python -m benchmarks.pde
+    from benchmarks._cpu import cpu_kind
 from gantk.data import physics
 from gantk.models.pde import PRESETS, PDEModel, _apply, _codes, _decode_codes, pde_loss
 
 # seconds per step, the authors' var_sep code, torch 2.14, 2 threads (issue #10, §5)
 TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
          ("mnist-paper", 16): 1.56, ("mnist-paper", 128): 11.5}
-# The same, measured on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
-# by /tmp/tv/bin/python benchmarks/pytorch_reference.py pde --repo CHECKOUT --batches B
-# --reps 3 (--reps-large 2 at 128), alternated with gantk's own runs (huge pages on, as the
-# CLIs run), 2026-12-02 10:09-10:52 UTC: (mean seconds per step, load average). Batch 16:
-# waveeq 1.41, 1.25, 1.85 s (gantk 0.367, 0.350, 0.374 s), mnist 2.15, 1.98, 2.94, 2.66 s
-# (gantk 2.21, 2.29, 2.32, 1.99 s). Batch 128: waveeq 2.98, 2.59 s (gantk 1.94, 2.26 s), mnist
-# 18.4, 16.9, 17.7 s (gantk 18.7, 18.4, 19.7 s). Single runs vary ±15% on this shared
-# machine. The issue's numbers above come from a faster machine (~1.4x on PyTorch).
-# Two more mnist rounds at 128 the same day, 14:35-14:49 UTC, when the machine ran ~1.4x
-# slower (load 0.9-1.9): PyTorch 26.7, 29.4 s, gantk 25.7, 27.1 s (24.1, 26.3 s with the
-# keep-heap GLIBC_TUNABLES of docs/concepts/video-models.md). Compare ratios, not seconds.
-TORCH_HERE: dict[tuple[str, int], tuple[float, float]] = {
-    ("mnist-paper", 16): (2.43, 1.7),
-    ("waveeq-paper", 16): (1.50, 1.7),
-    ("mnist-paper", 128): (17.7, 1.9),
-    ("waveeq-paper", 128): (2.79, 1.8),
+# The same, measured on the machines gantk's numbers come from (2-core AMD EPYC cloud VMs),
+# torch 2.14.1, 2 threads, fp32, by /tmp/tv/bin/python benchmarks/pytorch_reference.py pde
+# --repo CHECKOUT --batches B --reps 3 (--reps-large 2 at 128), alternated with gantk's own
+# runs (huge pages on, as the CLIs run): (mean seconds per step, load average), keyed by the
+# CPU's vector ISA (:func:`cpu_kind`), since a different CPU moves both codes differently.
+#
+# "avx2", 2026-12-02 10:09-10:52 UTC. Batch 16: waveeq 1.41, 1.25, 1.85 s (gantk 0.367, 0.350,
+# 0.374 s), mnist 2.15, 1.98, 2.94, 2.66 s (gantk 2.21, 2.29, 2.32, 1.99 s). Batch 128: waveeq
+# 2.98, 2.59 s (gantk 1.94, 2.26 s), mnist 18.4, 16.9, 17.7 s (gantk 18.7, 18.4, 19.7 s). Two
+# more mnist rounds at 128 the same day, 14:35-14:49 UTC, when the machine ran ~1.4x slower
+# (load 0.9-1.9): PyTorch 26.7, 29.4 s, gantk 25.7, 27.1 s (24.1, 26.3 s with the keep-heap
+# GLIBC_TUNABLES of docs/concepts/video-models.md). The issue's numbers above come from a
+# faster machine (~1.4x on PyTorch).
+#
+# "avx512" (AVX-512 with VP2INTERSECT, a Zen 5 class EPYC; ~2x faster than the AVX2 one on
+# both codes), 2026-12-02 17:21-17:59 UTC, load 1.4-2.0. Batch 16: waveeq 0.725, 1.080,
+# 0.897 s (gantk 0.174, 0.172, 0.131 s), mnist 0.822, 0.845, 0.828, 0.847, 0.958, 0.905 s
+# (gantk 0.891, 0.797, 0.836, 0.843, 0.866, 0.890 s; the last two rounds --reps 10). Batch
+# 128: waveeq 2.00, 2.18, 2.35 s (gantk 0.742, 0.739, 0.687 s), mnist 8.63, 8.35, 8.47 s
+# (gantk 7.43, 7.41, 7.40 s). Single runs vary ±15% on these shared machines: compare ratios
+# of alternated runs, not seconds.
+TORCH_HERE: dict[str, dict[tuple[str, int], tuple[float, float]]] = {
+    "avx2": {
+        ("mnist-paper", 16): (2.43, 1.7),
+        ("waveeq-paper", 16): (1.50, 1.7),
+        ("mnist-paper", 128): (17.7, 1.9),
+        ("waveeq-paper", 128): (2.79, 1.8),
+    },
+    "avx512": {
+        ("mnist-paper", 16): (0.868, 1.6),
+        ("waveeq-paper", 16): (0.901, 1.8),
+        ("mnist-paper", 128): (8.48, 1.9),
+        ("waveeq-paper", 128): (2.17, 1.8),
+    },
 }
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
+
 
 
 def model_of(preset: str) -> tuple[PDEModel, dict]:
@@ -264,13 +289,14 @@ def main(argv: list[str] | None = None) -> int:
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
+    here = TORCH_HERE.get(cpu_kind(), {})
     print(f"{'config':<14} {'batch':>5} {'gantk s/step':>13} {'GFLOP':>6} {'exact':>6} "
           f"{'torch here':>10} {'ratio':>6} {'torch #10':>9} {'ratio':>6}  load", flush=True)
     for config in args.configs:
         for batch in args.batches:
             sec, gflop = time_step(config, batch, args.reps)
             cols = ""
-            for ref, width in ((TORCH_HERE.get((config, batch), (None,))[0], 10),
+            for ref, width in ((here.get((config, batch), (None,))[0], 10),
                                (TORCH.get((config, batch)), 9)):
                 cols += (f" {ref:{width}.2f} {ref / sec:6.2f}" if ref else
                          f" {'n/a':>{width}} {'n/a':>6}")
@@ -285,9 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             sec = time_generation(size)
             print(f"WaveEq generation, 300 sequences {size}x{size}: {sec:.1f} s "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    print("torch here: the authors' code on this machine (TORCH_HERE, measured with "
-          "benchmarks/pytorch_reference.py); torch #10: the issue's reference (a faster "
-          "machine). ratio = PyTorch time / gantk time (> 1: gantk faster). Reproduce: "
+    print(f"torch here: the authors' code on a CPU of this kind ({cpu_kind()}; TORCH_HERE, "
+          "measured with benchmarks/pytorch_reference.py; n/a: none measured); torch #10: "
+          "the issue's reference (its own machine). ratio = PyTorch time / gantk time "
+          "(> 1: gantk faster). Reproduce: "
           "python benchmarks/pde.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 

@@ -32,6 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+try:  # python benchmarks/srvp.py
+    from _cpu import cpu_kind
+except ImportError:  # python -m benchmarks.srvp
+    from benchmarks._cpu import cpu_kind
 from gantk.data.video import MovingDigits
 from gantk.models.srvp import PRESETS, SRVPExperiment
 
@@ -41,7 +45,8 @@ PYTORCH = {
     ("nf16-res128", 16): 0.33, ("nf16-res128", 128): 2.95,
     ("generation-sequential", 100): 8.4, ("generation-batched", 100): 6.45,
 }
-# The authors' code on THIS machine (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
+# The authors' code on the machines gantk's numbers come from, keyed by CPU kind
+# (benchmarks/_cpu.py). "avx2" (2-core AMD EPYC, AVX2), torch 2.14.1, 2 threads, fp32,
 # /tmp/tv/bin/python benchmarks/pytorch_reference.py srvp --repo CHECKOUT --batches B --reps 3
 # (--reps-large 2 at 128), alternated with gantk's own runs (huge pages on, as the CLIs run).
 # 2026-12-02 10:09-10:58 UTC (load 1.6-1.9; the machine ran ~1.4x faster than in the morning):
@@ -52,10 +57,20 @@ PYTORCH = {
 # repeated 100 times), mean of four runs each (1 by 1 9.36, 8.86, 8.29, 7.49 s; batched 9.52,
 # 8.75, 7.39, 7.37 s; gantk 7.57, 5.78 and 4.41, 5.71 s). Single runs vary ±15% on this
 # shared machine. The issue's numbers above come from a faster machine (~1.4x on PyTorch).
-TORCH_HERE = {
-    ("paper", 16): 3.53, ("nf16-res128", 16): 0.449,
-    ("paper", 128): 36.9, ("nf16-res128", 128): 4.40,
-    ("generation-sequential", 100): 8.50, ("generation-batched", 100): 8.26,
+# "avx512" (2-core AMD EPYC with AVX-512, Zen 5 class; both codes ~2x faster), 2026-12-02
+# 17:59-18:07 UTC, load 1.7-2.1, two alternated rounds: paper 1.725, 1.512 s at 16 (gantk
+# 1.289, 1.185 s), 21.2, 19.6 s at 128 (gantk 10.8, 10.4 s); nf16 0.149, 0.157 s at 16 (gantk
+# 0.158, 0.173 s), 1.60, 1.90 s at 128 (gantk 1.34, 1.23 s). Generation not measured there.
+TORCH_HERE: dict[str, dict[tuple[str, int], float]] = {
+    "avx2": {
+        ("paper", 16): 3.53, ("nf16-res128", 16): 0.449,
+        ("paper", 128): 36.9, ("nf16-res128", 128): 4.40,
+        ("generation-sequential", 100): 8.50, ("generation-batched", 100): 8.26,
+    },
+    "avx512": {
+        ("paper", 16): 1.62, ("nf16-res128", 16): 0.153,
+        ("paper", 128): 20.4, ("nf16-res128", 128): 1.75,
+    },
 }
 CONFIGS = {
     "paper": dict(PRESETS["paper"]),
@@ -199,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in batches:
             first, warm = train_step_time(name, b, args.repeats)
             ref = PYTORCH.get((name, b), float("nan"))
-            here = TORCH_HERE.get((name, b), float("nan"))
+            here = TORCH_HERE.get(cpu_kind(), {}).get((name, b), float("nan"))
             print(f"{name:<24}{b:>6}{warm:>10.3f}{first - warm:>11.1f}{here:>11.2f}"
                   f"{ref:>10.2f}", flush=True)
             if args.compare_lax:
@@ -214,10 +229,12 @@ def main(argv: list[str] | None = None) -> int:
                                     (False, "generation-sequential", "best-of-100, 1 by 1")):
             first, warm = generation_time(args.repeats, batched)
             print(f"{label:<24}{1:>6}{warm:>10.3f}{first - warm:>11.1f}"
-                  f"{TORCH_HERE[(key, 100)]:>11.2f}{PYTORCH[(key, 100)]:>10.2f}", flush=True)
+                  f"{TORCH_HERE.get(cpu_kind(), {}).get((key, 100), float('nan')):>11.2f}"
+                  f"{PYTORCH[(key, 100)]:>10.2f}", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# load average at the end {load:.1f}. torch here: the authors' code on this "
-          "machine, quiet (TORCH_HERE); torch #9: the issue's reference (a faster machine)")
+    print(f"# load average at the end {load:.1f}. torch here: the authors' code on a CPU of "
+          f"this kind ({cpu_kind()}), quiet (TORCH_HERE; nan: not measured); torch #9: the "
+          "issue's reference (its own machine)")
     return 0
 
 
