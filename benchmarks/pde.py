@@ -111,7 +111,6 @@ TORCH_HERE: dict[str, dict[tuple[str, int], tuple[float, float]]] = {
 CONFIGS = {"waveeq-paper": "paper", "mnist-paper": "paper-mnist"}
 
 
-
 def model_of(preset: str) -> tuple[PDEModel, dict]:
     hp = PRESETS[preset]
     keys = ("n_cond", "s_dim", "t_dim", "combiner", "arch", "enc_hidden", "enc_layers",

@@ -208,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data_rate():.0f} Moving Digits sequences/s (15 x 64x64, batches of 16)")
     print(f"{'config':<24}{'batch':>6}{'gantk s':>10}{'compile s':>11}{'torch here':>11}"
           f"{'torch #9':>10}")
+    here_all = TORCH_HERE.get(cpu_kind(), {})  # PyTorch on this kind of CPU ({}: none)
     names = ["nf16-res128"] if args.quick else args.configs
     batches = [16] if args.quick else args.batch
     for name in names:
         for b in batches:
             first, warm = train_step_time(name, b, args.repeats)
             ref = PYTORCH.get((name, b), float("nan"))
-            here = TORCH_HERE.get(cpu_kind(), {}).get((name, b), float("nan"))
+            here = here_all.get((name, b), float("nan"))
             print(f"{name:<24}{b:>6}{warm:>10.3f}{first - warm:>11.1f}{here:>11.2f}"
                   f"{ref:>10.2f}", flush=True)
             if args.compare_lax:
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                                     (False, "generation-sequential", "best-of-100, 1 by 1")):
             first, warm = generation_time(args.repeats, batched)
             print(f"{label:<24}{1:>6}{warm:>10.3f}{first - warm:>11.1f}"
-                  f"{TORCH_HERE.get(cpu_kind(), {}).get((key, 100), float('nan')):>11.2f}"
+                  f"{here_all.get((key, 100), float('nan')):>11.2f}"
                   f"{PYTORCH[(key, 100)]:>10.2f}", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# load average at the end {load:.1f}. torch here: the authors' code on a CPU of "
