@@ -138,3 +138,55 @@ def test_transposed_convolution_vmap_and_second_order_gradient():
             assert gx.dtype == jnp.float32 and gk.dtype == jnp.float64
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda x: conv_transpose4x4_s2(x, k), (x,), (x,))
+
+
+def test_group_batchnorm_equals_separate_calls():
+    """GroupBatchNorm(G) on G·B frames = nn.BatchNorm called on each group of B in turn: same
+    outputs, running averages as after the G sequential updates; eval mode uses them."""
+    groups, b = 5, 4
+    x = 2 * _rand((groups * b, 6, 6, 3), 4) + 1 + jnp.arange(groups * b)[:, None, None, None] / 5
+    v = {"params": {"scale": jnp.array([1.0, 2.0, 3.0]), "bias": jnp.array([-1.0, 0.0, 1.0])},
+         "batch_stats": {"mean": jnp.full(3, 0.3), "var": jnp.full(3, 2.0)}}
+    bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    outs, stats = [], v["batch_stats"]
+    for g in range(groups):
+        o, upd = bn.apply({"params": v["params"], "batch_stats": stats}, x[g * b:(g + 1) * b],
+                          mutable=["batch_stats"])
+        outs.append(o)
+        stats = upd["batch_stats"]
+    out, upd = conv.GroupBatchNorm(groups).apply(v, x, False, mutable=["batch_stats"])
+    np.testing.assert_allclose(out, jnp.concatenate(outs), atol=1e-5)
+    for name in ("mean", "var"):
+        np.testing.assert_allclose(upd["batch_stats"][name], stats[name], rtol=1e-5)
+    # pooled statistics differ (the groups have different means)
+    assert float(jnp.abs(out - bn.apply(v, x, mutable=["batch_stats"])[0]).max()) > 0.1
+    np.testing.assert_allclose(
+        conv.GroupBatchNorm(groups).apply(v, x, True),
+        nn.BatchNorm(use_running_average=True, epsilon=1e-5).apply(v, x), atol=1e-6)
+    assert jax.tree.structure(conv.GroupBatchNorm(2).init(jax.random.key(0), x, False)) == \
+        jax.tree.structure(bn.init(jax.random.key(0), x))
+    with pytest.raises(ValueError, match="`groups`"):
+        conv.GroupBatchNorm(3).apply(v, x, False, mutable=["batch_stats"])
+
+
+def test_decoder_groups_equal_separate_calls():
+    """DCGANDecoder(groups=G) on G·B rows = G decoder calls on B rows each (training mode);
+    groups=1 is the plain decoder; a bad ``groups`` raises."""
+    d = DCGANDecoder(32, 4, 1)
+    h = _rand((3 * 2, 7), 5)
+    v = d.init(jax.random.key(3), h)
+    run = jax.jit(lambda v, h, g: d.apply(v, h, groups=g, mutable=["batch_stats"]),
+                  static_argnums=2)
+    full, upd = run(v, h, 3)
+    sep, stats = [], v["batch_stats"]
+    for g in range(3):
+        o, u = run({"params": v["params"], "batch_stats": stats}, h[2 * g:2 * g + 2], 1)
+        sep.append(o)
+        stats = u["batch_stats"]
+    np.testing.assert_allclose(full, jnp.concatenate(sep), atol=1e-5)
+    for a, b in zip(jax.tree.leaves(upd["batch_stats"]), jax.tree.leaves(stats), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(full - run(v, h, 1)[0]).max()) > 1e-3  # pooled statistics differ
+    for bad in (0, 4, True, 1.5):
+        with pytest.raises(ValueError, match="`groups`"):
+            run(v, h, bad)

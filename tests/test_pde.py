@@ -15,7 +15,7 @@ from gantk.data import physics
 from gantk.models import evaluate as evaluate_cli
 from gantk.models import train as train_cli
 from gantk.models.ode import MLPField
-from gantk.models.pde import PRESETS, PDEModel, pde_loss, rollout
+from gantk.models.pde import PRESETS, PDEModel, _codes, pde_loss, rollout
 
 OBS = (16, 16, 1)
 TINY = dict(obs_shape=OBS, enc_hidden=64, dec_hidden=64, res_hidden=32, s_dim=8, t_dim=8,
@@ -72,6 +72,23 @@ def test_dcgan_nets_with_batchnorm_state():
     moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
                                    state["batch_stats"], v["batch_stats"])
     assert max(jax.tree_util.tree_leaves(moved)) > 0  # running statistics updated
+
+    # as the authors' code: every time step decoded in its own call, so in training
+    # BatchNorm normalizes each step's frames by their own statistics (not the 7·2 pooled)
+    @jax.jit
+    def per_step_pred(v):
+        def train_apply(method, *a):
+            return m.apply(v, *a, train=True, method=method, mutable=["batch_stats"])[0]
+        s_old = train_apply(PDEModel.encode_s, x[:, :5])
+        codes = _codes(m, v, train_apply(PDEModel.encode_t, x[:, :5]), 7, 1)
+        steps = jnp.stack([train_apply(PDEModel.decode, s_old, c) for c in codes], 1)
+        pooled = train_apply(PDEModel.decode, jnp.tile(s_old, (7, 1)), codes.reshape(14, -1))
+        pooled = jnp.moveaxis(pooled.reshape(7, 2, 32, 32, 1), 0, 1)
+        return jnp.mean((steps - x) ** 2), jnp.mean((pooled - x) ** 2)
+
+    ref, pooled = per_step_pred(v)
+    np.testing.assert_allclose(terms["pred"], ref, rtol=1e-6)  # measured: equal
+    assert abs(float(pooled - ref)) > 2e-5 * float(ref)  # pooled statistics: 6e-5 off
     frames = jax.eval_shape(lambda v: rollout(m, v, jnp.zeros((2, 6)), jnp.zeros((2, 3)), 3)[0], v)
     assert frames.shape == (2, 3, 32, 32, 1)
 

@@ -50,6 +50,7 @@ outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -59,8 +60,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-__all__ = ["DCGANDecoder", "DCGANEncoder", "check_frame_size", "conv4x4_s2",
-           "conv_transpose4x4_s2"]
+__all__ = ["DCGANDecoder", "DCGANEncoder", "GroupBatchNorm", "check_frame_size",
+           "conv4x4_s2", "conv_transpose4x4_s2"]
 
 _INIT = nn.initializers.normal(0.02)
 _IMPLS = ("matmul", "lax")
@@ -349,6 +350,69 @@ def _bn(train: bool, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
 
+class GroupBatchNorm(nn.Module):
+    """BatchNorm with statistics per group of consecutive frames, as if every group went
+    through ``flax.linen.BatchNorm`` in its own call.
+
+    The authors' PDE code decodes each time step in its own decoder call, so in training
+    BatchNorm normalizes each time step's ``B`` frames by their own mean and variance;
+    decoding all ``F·B`` frames at once (one big matmul per layer) with ``groups = F`` gives
+    the same outputs. Variables, initial values and arithmetic are those of
+    ``nn.BatchNorm(momentum=0.9, epsilon=1e-5)`` on the last axis (biased "fast" variance
+    ``E[x²] − E[x]²`` clipped at 0), and the running averages end as after ``groups``
+    sequential updates in group order: ``r ← m^G·r + (1 − m)·Σ_g m^(G−1−g)·stat_g``.
+    ``groups = 1`` is ``nn.BatchNorm`` itself.
+
+    Attributes:
+        groups: number of groups ``G`` (``N`` must be a multiple of it); frames
+            ``[g·N/G, (g + 1)·N/G)`` form group ``g``.
+        momentum: running-average decay ``m`` (flax convention; PyTorch's is ``1 − m``).
+        epsilon: added to the variance.
+    """
+
+    groups: int = 1
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "N ... C"], use_running_average: bool
+                 ) -> Float[Array, "N ... C"]:
+        """Normalize ``x`` (``(N, ..., C)``, features last).
+
+        Raises:
+            ValueError: ``groups`` not a positive integer dividing ``N``.
+        """
+        g = self.groups
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1 or x.shape[0] % g:
+            raise ValueError(f"`groups` must be a positive integer dividing the batch "
+                             f"{x.shape[0]}; got {g!r}")
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (c,))
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (c,))
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        xg = x.astype(dtype).reshape(g, -1, c)
+        if use_running_average:
+            mean, var = ra_mean.value[None, None], ra_var.value[None, None]
+        else:
+            mean = xg.mean(1, keepdims=True)  # (G, 1, C)
+            var = jnp.maximum(0.0, (xg * xg).mean(1, keepdims=True) - mean * mean)
+            if not self.is_initializing():
+                m = self.momentum
+                w = (1 - m) * m ** jnp.arange(g - 1, -1, -1, dtype=dtype)  # oldest group first
+                ra_mean.value = m ** g * ra_mean.value + w @ mean[:, 0]
+                ra_var.value = m ** g * ra_var.value + w @ var[:, 0]
+        y = (xg - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+        return y.reshape(x.shape).astype(jnp.result_type(x, scale))
+
+
+def _norm(train: bool, groups: int, name: str) -> nn.Module:
+    if groups == 1:
+        return _bn(train, name)
+    return functools.partial(GroupBatchNorm(groups, name=name), use_running_average=not train)
+
+
 class DCGANEncoder(nn.Module):
     """DCGAN encoder ``(N, size, size, C) → (N, nh)`` with a tanh output.
 
@@ -405,22 +469,31 @@ class DCGANDecoder(nn.Module):
     impl: str = "matmul"
 
     @nn.compact
-    def __call__(self, h: Float[Array, "N n_in"], train: bool = True) -> Float[Array, "N H W C"]:
+    def __call__(self, h: Float[Array, "N n_in"], train: bool = True, groups: int = 1
+                 ) -> Float[Array, "N H W C"]:
         """Decode vectors into frame logits (module docstring).
 
+        ``groups``: in training, BatchNorm statistics per group of ``N/groups`` consecutive
+        frames (:class:`GroupBatchNorm`), i.e. the outputs of ``groups`` separate calls,
+        computed in one.
+
         Raises:
-            ValueError: a wrong ``size`` or ``impl``.
+            ValueError: a wrong ``size`` or ``impl``, or ``groups`` not dividing ``N``.
         """
         n_blocks = check_frame_size(self.size)
         _check_impl(self.impl)
+        if (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1
+                or h.shape[0] % groups):
+            raise ValueError(f"`groups` must be a positive integer dividing the batch "
+                             f"{h.shape[0]}; got {groups!r}")
         top = self.nf * 2 ** (n_blocks - 1)
         x = _Conv4x4(top, "first", self.impl, name="upconv_first")(h[:, None, None, :])
-        x = nn.leaky_relu(_bn(train, "bn_first")(x), 0.2)
+        x = nn.leaky_relu(_norm(train, groups, "bn_first")(x), 0.2)
         for i in range(n_blocks - 1, -1, -1):
             last = i == 0
             # PyTorch ConvTranspose2d(4, stride 2, padding 1) == flax padding k - 1 - p = 2
             x = _Conv4x4(self.channels if last else self.nf * 2 ** (i - 1), "up", self.impl,
                          name=f"upconv_{i}")(x)
             if not last:
-                x = nn.leaky_relu(_bn(train, f"bn_{i}")(x), 0.2)
+                x = nn.leaky_relu(_norm(train, groups, f"bn_{i}")(x), 0.2)
         return x

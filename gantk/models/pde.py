@@ -229,10 +229,18 @@ class PDEModel(nn.Module):
         return self._net(self.enc_t, self._stack(window), train)
 
     def decode(self, s: Float[Array, "B s"], t: Float[Array, "B t"],
-               train: bool = False) -> Float[Array, "B ..."]:
-        """``x̂ = sigmoid(D(S, T))`` with the chosen combiner."""
+               train: bool = False, groups: int = 1) -> Float[Array, "B ..."]:
+        """``x̂ = sigmoid(D(S, T))`` with the chosen combiner.
+
+        ``groups`` (DCGAN decoder in training): BatchNorm statistics per group of ``B/groups``
+        consecutive rows, i.e. ``groups`` separate decoder calls computed in one
+        (:class:`~gantk.models.conv.GroupBatchNorm`); no effect on the MLP decoder.
+
+        Raises:
+            ValueError: ``groups`` not a positive integer dividing ``B`` (DCGAN decoder).
+        """
         z = jnp.concatenate([s, t], -1) if self.combiner == "concat" else s * t
-        y = self._net(self.dec, z, train)
+        y = self.dec(z) if self.arch == "mlp" else self.dec(z, train=train, groups=groups)
         return nn.sigmoid(y.reshape(y.shape[:1] + tuple(self.obs_shape)))
 
     def advance(self, t: Float[Array, "B t"], n_substeps: int | None = None):
@@ -344,27 +352,30 @@ def _decode_codes(model: PDEModel, params: Any, s: Array, codes: Array, *,
     """Decode ``D(S, T)`` for codes ``(F, B, t)`` in ONE decoder call → ``(B, F, *obs)``.
 
     ``extra``: further codes ``(B, t)`` decoded with the same ``S`` in the same call (the
-    auto-encoding term), returned as ``((B, F, *obs), (B, *obs))``.
+    auto-encoding term), returned as ``((B, F, *obs), (B, *obs))``. In training, BatchNorm
+    (DCGAN decoder) normalizes each time step's ``B`` frames on their own (``groups``): the
+    authors' code decodes every time step in its own call.
     """
     f, b = codes.shape[:2]
     flat = codes.reshape(f * b, -1)
     if extra is not None:
         flat = jnp.concatenate([flat, extra])
     ss = jnp.broadcast_to(s, (flat.shape[0] // b, *s.shape)).reshape(flat.shape[0], -1)
-    out, variables = _apply(model, params, ss, flat, method=PDEModel.decode, train=train)
+    out, variables = _apply(model, params, ss, flat, method=PDEModel.decode, train=train,
+                            groups=flat.shape[0] // b)
     frames = jnp.moveaxis(out[: f * b].reshape((f, b) + out.shape[1:]), 0, 1)
     return (frames if extra is None else (frames, out[f * b :])), variables
 
 
 def _apply(model: PDEModel, variables: Any, *args: Any, method: Callable,
-           train: bool) -> tuple[Any, Any]:
+           train: bool, **kwargs: Any) -> tuple[Any, Any]:
     """``model.apply`` of ``method``; in training mode with BatchNorm, also the variables
     with updated running statistics (otherwise ``variables`` unchanged)."""
     if train and "batch_stats" in variables:
         out, upd = model.apply(variables, *args, train=True, method=method,
-                               mutable=["batch_stats"])
+                               mutable=["batch_stats"], **kwargs)
         return out, {**variables, **upd}
-    return model.apply(variables, *args, train=train, method=method), variables
+    return model.apply(variables, *args, train=train, method=method, **kwargs), variables
 
 
 def _mse(a: Array, b: Array) -> Array:
