@@ -95,6 +95,15 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
 # 128: waveeq 2.00, 2.18, 2.35 s (gantk 0.742, 0.739, 0.687 s), mnist 8.63, 8.35, 8.47 s
 # (gantk 7.43, 7.41, 7.40 s). Single runs vary ±15% on these shared machines: compare ratios
 # of alternated runs, not seconds.
+#
+# "avx512" again, 2026-12-03 05:45-06:45 UTC, 12 alternated rounds (--reps 3, torch
+# --reps-large 2), the machine's speed drifting by up to 1.4x within the hour (load 0.5-2.3):
+# ratios PyTorch / gantk at batch 16 1.04, 1.02, 1.03, 1.01, 0.94, 0.94, 1.14, 1.22, 1.38,
+# 1.19, 1.27, 1.18 (mean 1.11; PyTorch 0.745-1.252 s, gantk 0.739-0.975 s), at batch 128
+# 1.21, 1.22, 1.14, 1.07, 0.98, 1.00, 0.96, 0.88, 0.93, 1.06, 1.00, 1.00 (mean 1.04; PyTorch
+# 6.52-9.30 s, gantk 6.26-9.29 s). From round 6 on the decoder normalizes per time step
+# (GroupBatchNorm, as the authors' one call per step); interleaved in one process it costs
+# nothing measurable (batch 128: 8.02 s mean of 6 vs 8.18 s pooled; batch 16: 0.798 vs 0.800 s).
 TORCH_HERE: dict[str, dict[tuple[str, int], tuple[float, float]]] = {
     "avx2": {
         ("mnist-paper", 16): (2.43, 1.7),
