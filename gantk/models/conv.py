@@ -351,8 +351,8 @@ def _bn(train: bool, name: str) -> nn.BatchNorm:
 
 
 class GroupBatchNorm(nn.Module):
-    """BatchNorm with statistics per group of consecutive frames, as if every group went
-    through ``flax.linen.BatchNorm`` in its own call.
+    """BatchNorm (Ioffe & Szegedy, ICML 2015) with statistics per group of consecutive
+    frames, as if every group went through ``flax.linen.BatchNorm`` in its own call.
 
     The authors' PDE code decodes each time step in its own decoder call, so in training
     BatchNorm normalizes each time step's ``B`` frames by their own mean and variance;
