@@ -22,11 +22,12 @@ def _rand(shape, seed):
 
 
 # kind, input shape, output channels, output shape
-# ("down" in both matmul forms: im2col for small channel counts and frames, col2im for a
-# 32×32 → 16×16 convolution; "up" whole-batch, chunked with a remainder chunk (5 frames in
-# chunks of 2), with 128 input channels, with a thin output, and with a kernel gradient
-# summed over row blocks (4096 rows × 256 by 4096 × 32, see _gram))
+# ("down" in both matmul forms: im2col for small frames or O > 2C (2 → 8 channels of 32×32),
+# col2im for 2 → 3 channels of 32×32; "up" whole-batch, chunked with a
+# remainder chunk (5 frames in chunks of 2), with 128 input channels, with a thin output,
+# and with a kernel gradient summed over row blocks (4096 rows × 256 by 4096 × 32, see _gram))
 _KINDS = [("down", (2, 8, 6, 3), 5, (2, 4, 3, 5)), ("down", (1, 32, 34, 2), 3, (1, 16, 17, 3)),
+          ("down", (1, 32, 34, 2), 8, (1, 16, 17, 8)),
           ("up", (2, 4, 3, 3), 9, (2, 8, 6, 9)), ("up", (1, 3, 2, 128), 8, (1, 6, 4, 8)),
           ("up", (5, 16, 16, 4), 64, (5, 32, 32, 64)),
           ("up", (2, 4, 3, 5), 1, (2, 8, 6, 1)), ("up", (16, 16, 16, 32), 16, (16, 32, 32, 16)),
@@ -64,6 +65,16 @@ def test_matmul_layer_equals_flax_convolution(kind, shape, out, out_shape, monke
         ref = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
                                use_bias=False).apply({"params": {"kernel": k}}, x)
         np.testing.assert_allclose(np.asarray(yf), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("c,o,h,col2im", [(5, 64, 64, False), (1, 16, 64, False),
+                                           (32, 128, 32, False), (16, 32, 32, True),
+                                           (64, 128, 32, True), (256, 512, 16, False)])
+def test_stride2_form_choice(c, o, h, col2im):
+    """col2im (the hand-differentiated form) exactly for O <= 2C and an output of >= 16
+    pixels a side; im2col otherwise (e.g. the PDE encoder's 5 stacked frames to 64)."""
+    jaxpr = str(jax.make_jaxpr(conv4x4_s2)(jnp.zeros((1, h, h, c)), jnp.zeros((4, 4, c, o))))
+    assert ("custom_vjp" in jaxpr) == col2im
 
 
 @pytest.mark.parametrize("m,p,q,split", [(8192, 512, 16, True), (8192, 16, 512, True),

@@ -40,12 +40,13 @@ im2col forms keep XLA's gradients (matmuls, slices and pads). On the paper decod
 (240 frames, forward + backward) this went from 3.4 to 2.3 s, the paper SRVP step from 5.9 to
 4.6 s (interleaved in one process); chunking the gradients took the PDE model's Moving MNIST
 step at batch 128 from 29.0 to 26.0 s and SRVP nf16 at batch 16 from 0.59 to 0.55 s. The
-convolution form is
-picked by channel count and frame size from per-layer timings on a 2-core AVX2 CPU; all
-forms are exact (tested). The
-parameter trees are those of ``flax.linen.Conv``/``ConvTranspose`` (same names, shapes and
-meaning), so checkpoints are interchangeable with ``impl="lax"`` (the flax layers), and the
-outputs agree to float32 rounding (tested). ``benchmarks/srvp.py --components`` times both.
+convolution form is picked by channel count and frame size from per-layer timings on 2-core
+AVX2 and AVX-512 CPUs (col2im for a stride-2 convolution with at most twice as many output
+channels as input ones and an output of 16 or more pixels a side); all forms are exact
+(tested). The parameter trees are those of ``flax.linen.Conv``/``ConvTranspose`` (same
+names, shapes and meaning), so checkpoints are interchangeable with ``impl="lax"`` (the
+flax layers), and the outputs agree to float32 rounding (tested). ``benchmarks/srvp.py
+--components`` times both.
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ _IMPLS = ("matmul", "lax")
 # multiplies the input once and sums shifted products (cheap for a large frame)
 _MIN_CHUNK_OUT = 8  # transposed convolutions with fewer output channels: not chunked
 _CHUNK_FLOATS = 2 ** 19  # size of the matmul product per chunk of a transposed convolution
-_COL2IM_MIN_SIZE = 16  # stride-2 convolutions with this output size (and C > 1): col2im
+_COL2IM_MIN_SIZE = 16  # stride-2 convolutions with this output size and O <= 2C: col2im
+# (im2col's copy grows with C, col2im's shifted sums with O). Forward + backward, 2-core
+# AVX-512 EPYC, ms, im2col vs col2im: 128 frames 64->32 px C=3 O=64 24 vs 78, C=16 O=64 119
+# vs 117; 32->16 px C=8 O=128 16 vs 40, C=16 O=128 38 vs 73, C=32 O=128 113 vs 140, C=64
+# O=128 175 vs 110; 240 frames 32->16 px C=16 O=32 48 vs 21, C=32 O=64 97 vs 61, C=5 O=64
+# 18 vs 38. The PDE encoder's first layer (5 stacked frames, C=5 O=64) was col2im: now
+# im2col, the encoder 418 -> 350-380 ms per call of 128 windows, the step at batch 16 -7%.
 # kernel gradients aᵀb of tall matrices whose widths differ by 4× or more run as a batch of
 # row blocks of ~_GRAM_ROWS rows, the narrow operand first (then summed): 1.5-2.5× faster
 # than one dot with a long contraction on the same CPU (e.g. 61440×1024 by 61440×128:
@@ -163,7 +170,7 @@ def conv4x4_s2(x: Float[Array, "N H W C"], kernel: Float[Array, "4 4 C O"]
     if h % 2 or w % 2 or kernel.shape[:3] != (4, 4, c):
         raise ValueError(f"conv4x4_s2 needs even H, W and a (4, 4, {c}, O) kernel; got x "
                          f"{x.shape}, kernel {kernel.shape}")
-    if c > 1 and h // 2 >= _COL2IM_MIN_SIZE:
+    if 2 * c >= kernel.shape[-1] and h // 2 >= _COL2IM_MIN_SIZE:
         return _col2im_conv(x, kernel)
     # im2col: the 4 shifted block windows side by side times the rearranged kernel
     return (_s2_im2col(x) @ _s2_kernel(kernel)).reshape(n, h // 2, w // 2, -1)
