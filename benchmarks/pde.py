@@ -104,6 +104,10 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
 # 6.52-9.30 s, gantk 6.26-9.29 s). From round 6 on the decoder normalizes per time step
 # (GroupBatchNorm, as the authors' one call per step); interleaved in one process it costs
 # nothing measurable (batch 128: 8.02 s mean of 6 vs 8.18 s pooled; batch 16: 0.798 vs 0.800 s).
+# Three more rounds, 07:45-07:52 UTC, with the encoder's first layer as im2col (conv.py):
+# batch 16 1.01, 1.40, 1.05 (PyTorch 0.958, 1.160, 0.832 s; gantk 0.950, 0.828, 0.791 s),
+# batch 128 1.07, 1.02, 0.95 (PyTorch 9.13, 9.50, 7.81 s; gantk 8.50, 9.30, 8.21 s). All 15
+# rounds: means 1.12 at batch 16, 1.03 at batch 128.
 TORCH_HERE: dict[str, dict[tuple[str, int], tuple[float, float]]] = {
     "avx2": {
         ("mnist-paper", 16): (2.43, 1.7),
