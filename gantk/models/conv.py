@@ -368,7 +368,8 @@ class GroupBatchNorm(nn.Module):
     ``nn.BatchNorm(momentum=0.9, epsilon=1e-5)`` on the last axis (biased "fast" variance
     ``E[x²] − E[x]²`` clipped at 0), and the running averages end as after ``groups``
     sequential updates in group order: ``r ← m^G·r + (1 − m)·Σ_g m^(G−1−g)·stat_g``.
-    ``groups = 1`` is ``nn.BatchNorm`` itself.
+    With ``groups = 1`` it equals ``nn.BatchNorm`` to float rounding (the DCGAN decoder then
+    uses ``nn.BatchNorm`` itself).
 
     Attributes:
         groups: number of groups ``G`` (``N`` must be a multiple of it); frames
