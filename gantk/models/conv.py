@@ -357,6 +357,13 @@ def _bn(train: bool, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
 
+def _check_groups(groups: Any, n: int) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or n % groups:
+        raise ValueError(f"`groups` must be a positive integer dividing the batch {n}; got "
+                         f"{groups!r}")
+    return groups
+
+
 class GroupBatchNorm(nn.Module):
     """BatchNorm (Ioffe & Szegedy, ICML 2015) with statistics per group of consecutive
     frames, as if every group went through ``flax.linen.BatchNorm`` in its own call.
@@ -390,10 +397,7 @@ class GroupBatchNorm(nn.Module):
         Raises:
             ValueError: ``groups`` not a positive integer dividing ``N``.
         """
-        g = self.groups
-        if isinstance(g, bool) or not isinstance(g, int) or g < 1 or x.shape[0] % g:
-            raise ValueError(f"`groups` must be a positive integer dividing the batch "
-                             f"{x.shape[0]}; got {g!r}")
+        g = _check_groups(self.groups, x.shape[0])
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
@@ -490,10 +494,7 @@ class DCGANDecoder(nn.Module):
         """
         n_blocks = check_frame_size(self.size)
         _check_impl(self.impl)
-        if (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1
-                or h.shape[0] % groups):
-            raise ValueError(f"`groups` must be a positive integer dividing the batch "
-                             f"{h.shape[0]}; got {groups!r}")
+        _check_groups(groups, h.shape[0])
         top = self.nf * 2 ** (n_blocks - 1)
         x = _Conv4x4(top, "first", self.impl, name="upconv_first")(h[:, None, None, :])
         x = nn.leaky_relu(_norm(train, groups, "bn_first")(x), 0.2)

@@ -217,8 +217,8 @@ class PDEModel(nn.Module):
         h, w, c = self.obs_shape
         return jnp.moveaxis(window, 1, -2).reshape(b, h, w, self.n_cond * c)
 
-    def _net(self, net: nn.Module, h: Array, train: bool) -> Array:
-        return net(h) if self.arch == "mlp" else net(h, train=train)
+    def _net(self, net: nn.Module, h: Array, train: bool, **kwargs: Any) -> Array:
+        return net(h) if self.arch == "mlp" else net(h, train=train, **kwargs)
 
     def encode_s(self, window: Float[Array, "B k *obs"], train: bool = False) -> Array:
         """``S = E_S(window)`` for ``k`` consecutive frames (``train``: BatchNorm mode)."""
@@ -240,7 +240,7 @@ class PDEModel(nn.Module):
             ValueError: ``groups`` not a positive integer dividing ``B`` (DCGAN decoder).
         """
         z = jnp.concatenate([s, t], -1) if self.combiner == "concat" else s * t
-        y = self.dec(z) if self.arch == "mlp" else self.dec(z, train=train, groups=groups)
+        y = self._net(self.dec, z, train, groups=groups)
         return nn.sigmoid(y.reshape(y.shape[:1] + tuple(self.obs_shape)))
 
     def advance(self, t: Float[Array, "B t"], n_substeps: int | None = None):
