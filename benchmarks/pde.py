@@ -39,7 +39,10 @@ Usage::
     python benchmarks/pde.py --configs waveeq-paper --batches 16 --breakdown
     XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/pde.py   # an XLA:CPU variant
 
-The frames are an argument of the jitted step (no constant folding of the batch).
+The frames are an argument of the jitted step (no constant folding of the batch). glibc's
+``malloc`` is set up as ``python -m gantk.models.train`` sets it (:mod:`gantk._malloc`): huge
+pages, and the step's temporaries kept between steps when they are ≥ 1 GiB and memory allows
+(the ``heap:`` line under each row; ``GANTK_KEEP_HEAP=0`` turns it off, to measure without).
 
 The Moving MNIST config runs the DCGAN nets of :mod:`gantk.models.conv`; the decoder
 dominates it (16 frames per sequence against 4 encoder windows, as in the authors' step).
@@ -68,6 +71,7 @@ try:  # python benchmarks/pde.py
     from _cpu import cpu_kind
 except ImportError:  # python -m benchmarks.pde
     from benchmarks._cpu import cpu_kind
+from gantk._malloc import HeapKeeper, temp_bytes
 from gantk.data import physics
 from gantk.models.pde import PRESETS, PDEModel, _apply, _codes, _decode_codes, pde_loss
 
@@ -108,6 +112,13 @@ TORCH = {("waveeq-paper", 16): 1.08, ("waveeq-paper", 128): 2.50,
 # batch 16 1.01, 1.40, 1.05 (PyTorch 0.958, 1.160, 0.832 s; gantk 0.950, 0.828, 0.791 s),
 # batch 128 1.07, 1.02, 0.95 (PyTorch 9.13, 9.50, 7.81 s; gantk 8.50, 9.30, 8.21 s). All 15
 # rounds: means 1.12 at batch 16, 1.03 at batch 128.
+# 2026-12-03 08:35-10:25 UTC (load 0.8-2.1): before the kept heap, batch 16 0.94, 1.09, 1.48,
+# batch 128 0.95, 0.78, 0.98 (gantk 11.5, 11.8, 11.3 s: 4.4-5.5 s of system CPU per step
+# faulting XLA's 5 GB block back from the host). With gantk._malloc.HeapKeeper (the training
+# CLI's default since then), alternated with PyTorch and with GANTK_KEEP_HEAP=0: batch 128
+# 1.38, 1.40 (gantk 8.94, 8.19 s; GANTK_KEEP_HEAP=0 10.11, 11.64 s; PyTorch 12.38, 11.44 s);
+# batch 16 (the keeper off: 0.65 GiB of temporaries) with --reps 7: 1.07, 1.04, 1.03, 1.04
+# (gantk 1.114, 0.995, 1.084, 1.072 s; PyTorch 1.196, 1.039, 1.118, 1.115 s).
 TORCH_HERE: dict[str, dict[tuple[str, int], tuple[float, float]]] = {
     "avx2": {
         ("mnist-paper", 16): (2.43, 1.7),
@@ -169,17 +180,22 @@ def exact_gflop(config: str, batch: int) -> float:
     return (6 * macs - 2 * batch * 2 * first) / 1e9  # no input gradient of the frames
 
 
-def _median_time(f, args: tuple, reps: int, feed=None) -> float:
+def _median_time(f, args: tuple, reps: int, feed=None, after=None) -> float:
     """Median seconds of ``f(*args)`` over ``reps`` calls after one warm-up call; ``feed``
-    maps an output to the next call's arguments (donated buffers)."""
+    maps an output to the next call's arguments (donated buffers); ``after()`` runs after each
+    call, timed with it (the training loop's :class:`~gantk._malloc.HeapKeeper` wait)."""
     out = f(*args)
     jax.block_until_ready(out)
+    if after:
+        after()
     times = []
     for i in range(reps):
         args = feed(out, i) if feed else args
         t0 = time.perf_counter()
         out = f(*args)
         jax.block_until_ready(out)
+        if after:
+            after()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -194,9 +210,11 @@ def _setup(config: str, batch: int):
     return model, hp, x, params, variables, opt
 
 
-def time_step(config: str, batch: int, reps: int) -> tuple[float, float]:
-    """``(median seconds per training step, XLA's GFLOP count of the step)`` of ``config``
-    (step = loss + backward + Adam, compiled ahead of time, then timed)."""
+def time_step(config: str, batch: int, reps: int) -> tuple[float, float, str]:
+    """``(median seconds per training step, XLA's GFLOP count of the step, heap)`` of
+    ``config`` (step = loss + backward + Adam, compiled ahead of time, then timed with the
+    training CLI's :class:`~gantk._malloc.HeapKeeper`; ``heap`` says whether it kept the
+    step's temporaries between steps, and why)."""
     model, hp, x, params, variables, opt = _setup(config, batch)
     kw = {k: hp[k] for k in ("offset", "lambda_pred", "lambda_ae", "lambda_s", "lambda_t")}
 
@@ -214,8 +232,13 @@ def time_step(config: str, batch: int, reps: int) -> tuple[float, float]:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # older jax: one dict per device
     gflop = float((cost or {}).get("flops", float("nan"))) / 1e9
-    sec = _median_time(compiled, args, reps, lambda out, i: (*out[:3], x, jax.random.key(3 + i)))
-    return sec, gflop
+    heap = HeapKeeper(temp_bytes(compiled))  # as python -m gantk.models.train does
+    try:
+        sec = _median_time(compiled, args, reps,
+                           lambda out, i: (*out[:3], x, jax.random.key(3 + i)), heap.after_step)
+    finally:
+        heap.release()
+    return sec, gflop, heap.reason
 
 
 def time_pieces(config: str, batch: int, reps: int) -> dict[str, float]:
@@ -307,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'torch here':>10} {'ratio':>6} {'torch #10':>9} {'ratio':>6}  load", flush=True)
     for config in args.configs:
         for batch in args.batches:
-            sec, gflop = time_step(config, batch, args.reps)
+            sec, gflop, heap = time_step(config, batch, args.reps)
             cols = ""
             for ref, width in ((here.get((config, batch), (None,))[0], 10),
                                (TORCH.get((config, batch)), 9)):
@@ -316,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{config:<14} {batch:>5} {sec:13.3f} {gflop:6.0f} "
                   f"{exact_gflop(config, batch):6.0f}{cols}  "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
+            print(f"    heap: {heap}", flush=True)
             if args.breakdown:
                 for name, t in time_pieces(config, batch, args.reps).items():
                     print(f"    {name:<34} {t:8.3f} s", flush=True)
@@ -333,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gantk._hugepages import reexec_with_huge_pages
+    from gantk._malloc import one_arena, reexec_with_huge_pages
 
     reexec_with_huge_pages()  # as python -m gantk.models.train does (GANTK_HUGE_PAGES=0: off)
+    one_arena()  # as the training CLI does, so HeapKeeper can act (GANTK_KEEP_HEAP=0: off)
     sys.exit(main())

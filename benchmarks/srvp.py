@@ -16,7 +16,9 @@ Adam alone; the rest of the step is the latent part: LSTM, MLPs, ODE unroll, los
     XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/srvp.py --quick   # an XLA:CPU variant
 
 The batch is passed to the jitted step as an argument (never a closed-over constant) and the
-parameters and optimizer state are donated, as in ``gantk.models.train``.
+parameters and optimizer state are donated, as in ``gantk.models.train``, whose ``malloc``
+set-up it shares (:mod:`gantk._malloc`: huge pages, and a step's temporaries ≥ 1 GiB kept
+between steps when memory allows; ``GANTK_KEEP_HEAP=0`` turns that off).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ try:  # python benchmarks/srvp.py
     from _cpu import cpu_kind
 except ImportError:  # python -m benchmarks.srvp
     from benchmarks._cpu import cpu_kind
+from gantk._malloc import HeapKeeper, temp_bytes
 from gantk.data.video import MovingDigits
 from gantk.models.srvp import PRESETS, SRVPExperiment
 
@@ -108,14 +111,23 @@ def train_step_time(name: str, batch: int, repeats: int,
         u, o = exp.optimizer.update(g, o, p)
         return optax.apply_updates(p, u), s, o, loss
 
-    carry = [params, state, opt_state]
+    carry, ahead = [params, state, opt_state], {}
 
     def run():
-        out = step(*carry, x, jax.random.key(1))
+        args = (*carry, x, jax.random.key(1))
+        if not ahead:  # compiled once (timed as the first call), as the training CLI does
+            ahead["step"] = step.lower(*args).compile()
+            ahead["heap"] = HeapKeeper(temp_bytes(ahead["step"]))
+        out = jax.block_until_ready(ahead["step"](*args))
+        ahead["heap"].after_step()  # the CLI's wait for the step's temporaries, timed too
         carry[:] = out[:3]
         return out[3]
 
-    return _time(run, repeats)
+    try:
+        return _time(run, repeats)
+    finally:
+        if ahead:
+            ahead["heap"].release()
 
 
 def generation_time(repeats: int, batched: bool = True) -> tuple[float, float]:
@@ -240,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gantk._hugepages import reexec_with_huge_pages
+    from gantk._malloc import one_arena, reexec_with_huge_pages
 
     reexec_with_huge_pages()  # as python -m gantk.models.train does (GANTK_HUGE_PAGES=0: off)
+    one_arena()  # as the training CLI does, so HeapKeeper can act (GANTK_KEEP_HEAP=0: off)
     sys.exit(main())

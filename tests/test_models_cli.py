@@ -113,6 +113,9 @@ def test_train_resume_evaluate(fake_model, tmp_path, capsys):
     assert train.main(["--resume", str(run), "--steps", "8", "--no-progress"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_done"] == 8
+    # in-process (no one_arena() at start-up, as in a user's script) malloc is left alone
+    assert summary["heap"] in ("one_arena() was not called at start-up",
+                               "not glibc >= 2.33 on Linux")
     assert train.main(["--model", "fake", "--data", "toy", "--out", str(tmp_path), "--name",
                        "straight", "--steps", "8", "--no-progress", "--log-every", "2"]) == 0
     a = (run / "metrics.csv").read_text().splitlines()

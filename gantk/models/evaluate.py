@@ -22,7 +22,7 @@ Metrics (per frame, on frames in [0, 1]):
 
 Exit status: 0 on success, 2 on a bad argument or a missing/corrupt run or checkpoint (one
 line, nothing written). Like ``gantk.models.train``, it restarts itself once with glibc's
-huge-page tunable (:mod:`gantk._hugepages`; ``GANTK_HUGE_PAGES=0`` turns it off).
+huge-page tunable (:mod:`gantk._malloc`; ``GANTK_HUGE_PAGES=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gantk._hugepages import reexec_with_huge_pages
+    from gantk._malloc import reexec_with_huge_pages
 
     reexec_with_huge_pages()  # large XLA:CPU buffers on 2 MiB pages (glibc tunable)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -20,7 +20,10 @@ completed step is written first; ``--resume DIR`` continues with the same data o
 
 On Linux with glibc ≥ 2.35 the command restarts itself once, first thing, with
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` so that XLA:CPU's large buffers sit on 2 MiB pages
-(:mod:`gantk._hugepages`; ``GANTK_HUGE_PAGES=0`` turns it off).
+(:mod:`gantk._malloc`; ``GANTK_HUGE_PAGES=0`` turns it off). When a step's temporaries are
+large (≥ 1 GiB) and memory allows two copies, glibc is told to keep them between steps instead
+of unmapping and faulting them in again (``summary.json``'s ``heap`` says which;
+``GANTK_KEEP_HEAP=0`` turns it off); the defaults come back when the loop ends.
 """
 
 from __future__ import annotations
@@ -262,24 +265,32 @@ def _run(argv: list[str] | None) -> int:
 
     from tqdm.auto import tqdm
 
+    from gantk._malloc import HeapKeeper, temp_bytes
+
     bar = tqdm(total=n_steps, initial=start, disable=args.no_progress, dynamic_ncols=True,
                desc=spec.model)
     window: dict[str, list[float]] = {}
     status, step, bad_step = "completed", start, None
     step_times: list[float] = []
+    compiled, heap = None, None
     deadline = None if args.minutes is None else _time.perf_counter() + 60 * args.minutes
     last_saved = start
     try:
         while step < n_steps:
             batch = exp.train_batch(step)
             ts = _time.perf_counter()
-            out = update(params, model_state, opt_state, batch, jax.random.fold_in(key, step + 1))
+            inputs = (params, model_state, opt_state, batch, jax.random.fold_in(key, step + 1))
+            if compiled is None:  # compiled once, ahead, to learn the size of its temporaries
+                compiled = update.lower(*inputs).compile()
+                heap = HeapKeeper(temp_bytes(compiled))  # gantk._malloc: reuse them if large
+            out = compiled(*inputs)
             # the old buffers were donated: only `out` holds the state from here on
             params, model_state, opt_state = out[0], out[1], out[2]
             try:
                 loss = float(out[3])
             finally:  # Ctrl-C while waiting: the state above is that of step + 1
                 step += 1
+            heap.after_step()
             step_times.append(_time.perf_counter() - ts)
             if not math.isfinite(loss):
                 status, bad_step = "diverged", step
@@ -305,6 +316,9 @@ def _run(argv: list[str] | None) -> int:
                 break
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        if heap is not None:
+            heap.release()  # malloc back to glibc's defaults, free memory handed back
     bar.close()
     if status == "time_limit" and step % strip_every != 0:
         strip(step)
@@ -324,6 +338,7 @@ def _run(argv: list[str] | None) -> int:
         "s_per_step": float(np.median(warm)) if warm else None,
         "wall_time_s": round(elapsed(), 3), "data": exp.description,
         "device": jax.devices()[0].device_kind, "jax_version": jax.__version__,
+        "heap": heap.reason if heap is not None else None,
     }
     if bad_step is not None:
         summary["diverged_at_step"] = bad_step
@@ -365,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gantk._hugepages import reexec_with_huge_pages
+    from gantk._malloc import one_arena, reexec_with_huge_pages
 
     reexec_with_huge_pages()  # large XLA:CPU buffers on 2 MiB pages (glibc tunable)
+    one_arena()  # before jax starts its threads: lets HeapKeeper keep the step's buffers
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())
