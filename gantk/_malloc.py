@@ -67,6 +67,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any
 
 __all__ = ["TUNABLE", "HeapKeeper", "available_memory", "one_arena", "reexec_with_huge_pages",
            "temp_bytes", "wants_reexec"]
@@ -159,7 +160,7 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-def _libc():
+def _libc() -> Any:
     """glibc ≥ 2.33 (``mallopt``, ``mallinfo2``, ``malloc_trim``) via ctypes, or None."""
     if not sys.platform.startswith("linux") or not _glibc_at_least(2, 33):
         return None
@@ -173,7 +174,7 @@ def _libc():
     return libc
 
 
-def _opted_out(environ=None) -> bool:
+def _opted_out(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return env.get("GANTK_KEEP_HEAP", "1").strip() == "0"
 
@@ -200,7 +201,7 @@ def one_arena() -> bool:
     return _ONE_ARENA
 
 
-def temp_bytes(compiled) -> int:
+def temp_bytes(compiled: Any) -> int:
     """Bytes of a compiled jax function's temporaries (XLA's ``memory_analysis()``; 0 when the
     backend does not say)."""
     try:
@@ -294,13 +295,10 @@ class HeapKeeper:
                 self.active = True
                 self.reason = f"keeping the heap for {gib:.2f} GiB of step temporaries"
 
-    def heap_bytes(self) -> int:
-        """Bytes in glibc's main arena now (``mallinfo2().arena``); 0 if not glibc."""
-        return int(self._libc.mallinfo2().arena) if self._libc is not None else 0
-
     def after_step(self) -> None:
         """Call after each step, once its outputs are ready: wait (≤ 0.2 s) for XLA to free
-        the step's block, then :meth:`release` if the heap has grown past 2 blocks + 10%."""
+        the step's block, then :meth:`release` if the heap has grown by more than 2.1 blocks
+        since the keeper started."""
         if not self.active:
             return
         deadline = time.perf_counter() + WAIT_S
