@@ -25,8 +25,8 @@ the tunable added to ``GLIBC_TUNABLES``. It does nothing, and returns, when:
 
 Only the ``python -m gantk.models.train|evaluate`` entry points and the speed benchmarks call
 it, before anything heavy is imported; importing gantk never restarts a process or changes
-``malloc``. Library
-users get the same effect with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python ...``.
+``malloc``. Library users get the same effect with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+python ...``.
 
 **Keeping the heap** (:class:`HeapKeeper`). The remaining ~14,000 faults per step are that
 block, mapped anew every step; on a virtual machine whose balloon driver reports free pages
@@ -76,6 +76,12 @@ TUNABLE = "glibc.malloc.hugetlb=1"
 _THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+def _turned_off(name: str, environ: dict[str, str] | None = None) -> bool:
+    """Whether the opt-out variable ``name`` (``GANTK_HUGE_PAGES``, ``GANTK_KEEP_HEAP``) is 0."""
+    env = os.environ if environ is None else environ
+    return env.get(name, "1").strip() == "0"
+
+
 def _glibc_at_least(major: int, minor: int) -> bool:
     name, version = platform.libc_ver()
     if name != "glibc":
@@ -110,7 +116,7 @@ def wants_reexec(environ: dict[str, str] | None = None) -> bool:
       known command line (``sys.orig_argv``).
     """
     env = os.environ if environ is None else environ
-    if env.get("GANTK_HUGE_PAGES", "1").strip() == "0":
+    if _turned_off("GANTK_HUGE_PAGES", env):
         return False
     if "glibc.malloc.hugetlb" in env.get("GLIBC_TUNABLES", ""):
         return False
@@ -174,11 +180,6 @@ def _libc() -> Any:
     return libc
 
 
-def _opted_out(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get("GANTK_KEEP_HEAP", "1").strip() == "0"
-
-
 def one_arena() -> bool:
     """Serve every thread's ``malloc`` from glibc's main arena (``mallopt(M_ARENA_MAX, 1)``).
 
@@ -195,7 +196,7 @@ def one_arena() -> bool:
     """
     global _ONE_ARENA
     libc = _libc()
-    if libc is None or _opted_out():
+    if libc is None or _turned_off("GANTK_KEEP_HEAP"):
         return False
     _ONE_ARENA = _ONE_ARENA or bool(libc.mallopt(_M_ARENA_MAX, 1))
     return _ONE_ARENA
@@ -276,7 +277,7 @@ class HeapKeeper:
         gib = self.temp_bytes / 2**30
         if self._libc is None:
             self.reason = "not glibc >= 2.33 on Linux"
-        elif _opted_out():
+        elif _turned_off("GANTK_KEEP_HEAP"):
             self.reason = "GANTK_KEEP_HEAP=0"
         elif not _ONE_ARENA:
             self.reason = "one_arena() was not called at start-up"
